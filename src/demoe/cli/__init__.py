@@ -1,0 +1,35 @@
+"""The `demoe` command: subcommands that parse arguments and call the library.
+
+Each command group lives in its own module with `add_parsers(subparsers)`; every parser sets
+`handler`, a function of the parsed arguments returning the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from demoe import __version__
+from demoe.cli import model_commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="demoe",
+        description="All-in-one image deblurring with a mixture-of-experts decoder (DeMoE).",
+    )
+    parser.add_argument("--version", action="version", version=f"demoe {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (model_commands,):
+        module.add_parsers(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

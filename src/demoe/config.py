@@ -1,0 +1,218 @@
+"""Model configuration: one typed dataclass, and the named presets as plain data.
+
+A preset is a set of argument values handed to the one model builder (`demoe.model.DeblurUNet`);
+variants never get a file of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+# The five blur types, in the expert order of the authors' release (`expert_order` in their
+# checkpoint): expert i of every MoE block restores blur type TASK_NAMES[i].
+TASK_NAMES: tuple[str, ...] = (
+    "defocus",
+    "global_motion",
+    "local_motion",
+    "synth_global_motion",
+    "low_light",
+)
+
+Fusion = Literal["sum", "residual", "attention"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a NAFNet U-Net, optionally with a blur router and MoE decoder blocks.
+
+    With `num_experts == 0` the network is the plain NAFNet baseline: every level holds only
+    NAFBlocks. With `num_experts > 0` the middle stage and every decoder level end in a MoE
+    block of `num_experts` NAFBlock experts, all driven by the router's probabilities.
+    """
+
+    name: str = "custom"  # preset the config came from; informational
+    image_channels: int = 3  # RGB in, RGB out
+    width: int = 32  # channels at full resolution; doubled at every encoder level
+    encoder_blocks: tuple[int, ...] = (2, 2, 2, 2)  # NAFBlocks per encoder level
+    middle_blocks: int = 2  # NAFBlocks at the bottleneck (before its MoE block, if any)
+    decoder_blocks: tuple[int, ...] = (2, 2, 2, 2)  # NAFBlocks per decoder level, deepest first
+    num_experts: int = 5  # experts per MoE block; 0 = no MoE blocks (baseline)
+    router: bool = True  # attach the blur-classification router head to the bottleneck
+    num_classes: int = 5  # router outputs (blur types); equals num_experts when both are used
+    router_channels: int = 256  # 1x1 bottleneck width of the router
+    router_hidden: int = 128  # hidden units of the router's MLP
+    router_spatial_dropout: float = 0.2  # Dropout2d after the router's 1x1 conv
+    router_dropout: float = 0.3  # Dropout in the router's MLP
+    router_noise_std: float = 0.0  # Gaussian noise on router logits in training (App. ablation)
+    fusion: Fusion = "sum"  # how a MoE block combines experts: Eq. 2, Eq. 7 or Eq. 8
+    top_k: int = 1  # experts used per image at inference when the caller gives no top_k
+    task_names: tuple[str, ...] = TASK_NAMES  # router class i / expert i = task_names[i]
+
+    def __post_init__(self) -> None:
+        if len(self.encoder_blocks) != len(self.decoder_blocks):
+            raise ValueError(
+                f"encoder_blocks {self.encoder_blocks} and decoder_blocks "
+                f"{self.decoder_blocks} need the same number of levels"
+            )
+        if self.num_experts < 0:
+            raise ValueError(f"num_experts must be >= 0, got {self.num_experts}")
+        if self.num_experts > 0:
+            if not self.router:
+                raise ValueError("a model with MoE blocks (num_experts > 0) needs router=True")
+            if self.num_experts != self.num_classes:
+                raise ValueError(
+                    f"num_experts ({self.num_experts}) must equal num_classes "
+                    f"({self.num_classes}): expert i restores router class i"
+                )
+            if self.middle_blocks < 0 or any(n < 0 for n in self.decoder_blocks):
+                raise ValueError("block counts must be >= 0")
+            if not 1 <= self.top_k <= self.num_experts:
+                raise ValueError(f"top_k must be in 1..{self.num_experts}, got {self.top_k}")
+        if len(self.task_names) != self.num_classes:
+            raise ValueError(
+                f"task_names has {len(self.task_names)} names for {self.num_classes} classes"
+            )
+        if self.fusion not in ("sum", "residual", "attention"):
+            raise ValueError(f"fusion must be 'sum', 'residual' or 'attention', got {self.fusion!r}")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def size_multiple(self) -> int:
+        """Input sides are padded to a multiple of this (one halving per encoder level)."""
+        return 2 ** len(self.encoder_blocks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        tuple_fields = {"encoder_blocks", "decoder_blocks", "task_names"}
+        fixed = {k: tuple(v) if k in tuple_fields else v for k, v in values.items()}
+        return cls(**fixed)
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return dataclasses.replace(self, **overrides)
+
+
+# Presets: plain data. `demoe` is the authors' released configuration (20,150,665 parameters);
+# `nafnet-baseline` is the paper's dense baseline (10.08 M); `*-router` variants carry the
+# router head, as trained in stage 1 of the recipe. Small and tiny presets differ only by values.
+PRESETS: dict[str, ModelConfig] = {
+    "demoe": ModelConfig(name="demoe"),
+    "nafnet-baseline": ModelConfig(
+        name="nafnet-baseline",
+        middle_blocks=3,
+        decoder_blocks=(3, 3, 3, 3),
+        num_experts=0,
+        router=False,
+    ),
+    "nafnet-baseline-router": ModelConfig(
+        name="nafnet-baseline-router",
+        middle_blocks=3,
+        decoder_blocks=(3, 3, 3, 3),
+        num_experts=0,
+        router=True,
+    ),
+    "demoe-small": ModelConfig(
+        name="demoe-small",
+        width=16,
+        encoder_blocks=(1, 1, 1, 2),
+        middle_blocks=1,
+        decoder_blocks=(1, 1, 1, 1),
+        router_channels=64,
+        router_hidden=32,
+    ),
+    "nafnet-small-router": ModelConfig(
+        name="nafnet-small-router",
+        width=16,
+        encoder_blocks=(1, 1, 1, 2),
+        middle_blocks=2,
+        decoder_blocks=(2, 2, 2, 2),
+        num_experts=0,
+        router_channels=64,
+        router_hidden=32,
+    ),
+    "demoe-tiny": ModelConfig(
+        name="demoe-tiny",
+        width=8,
+        encoder_blocks=(1, 1),
+        middle_blocks=1,
+        decoder_blocks=(1, 1),
+        router_channels=16,
+        router_hidden=16,
+    ),
+    "nafnet-tiny-router": ModelConfig(
+        name="nafnet-tiny-router",
+        width=8,
+        encoder_blocks=(1, 1),
+        middle_blocks=2,
+        decoder_blocks=(2, 2),
+        num_experts=0,
+        router_channels=16,
+        router_hidden=16,
+    ),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model preset {name!r}; presets: {', '.join(sorted(PRESETS))}"
+        ) from None
+
+
+def baseline_of(config: ModelConfig) -> ModelConfig:
+    """The dense baseline (with router) whose weights initialise `config` in stage 2.
+
+    Each MoE block replaces the last NAFBlock of its level, so the baseline has one more block
+    per level than the DeMoE model has before its MoE block.
+    """
+    if not config.is_moe:
+        return config
+    return config.replace(
+        name=f"{config.name}-baseline",
+        middle_blocks=config.middle_blocks + 1,
+        decoder_blocks=tuple(n + 1 for n in config.decoder_blocks),
+        num_experts=0,
+        router=True,
+    )
+
+
+def experts_config_of(baseline: ModelConfig, num_experts: int = 5) -> ModelConfig:
+    """The DeMoE config that a stage-1 baseline (with router) initialises in stage 2."""
+    if baseline.is_moe:
+        raise ValueError("experts_config_of expects a baseline config (num_experts == 0)")
+    if baseline.middle_blocks < 1 or any(n < 1 for n in baseline.decoder_blocks):
+        raise ValueError("every baseline level needs at least one block to become a MoE block")
+    return baseline.replace(
+        name=baseline.name.removesuffix("-router").replace("nafnet", "demoe"),
+        middle_blocks=baseline.middle_blocks - 1,
+        decoder_blocks=tuple(n - 1 for n in baseline.decoder_blocks),
+        num_experts=num_experts,
+        router=True,
+    )
+
+
+__all__ = [
+    "TASK_NAMES",
+    "ModelConfig",
+    "PRESETS",
+    "get_preset",
+    "baseline_of",
+    "experts_config_of",
+]

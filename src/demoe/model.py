@@ -1,0 +1,263 @@
+"""DeMoE and its NAFNet baseline, assembled from `demoe.nn` and built from a `ModelConfig`.
+
+One class serves both: with `num_experts == 0` it is the dense NAFNet U-Net (optionally with
+the router head, as in stage 1 of the recipe); with `num_experts > 0` the middle stage and every
+decoder level end in a MoE block.
+
+Legend: B batch, E experts (= blur classes), C channels, H/W image height/width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from demoe.config import ModelConfig
+from demoe.nn.layers import NAFBlock
+from demoe.nn.moe import MoEBlock, RoutingPlan, make_plan, top_k_weights
+from demoe.nn.router import BlurRouter
+
+Task = str | torch.Tensor
+
+
+@dataclass
+class DeblurOutput:
+    """What a forward pass returns.
+
+    image: (B, 3, H, W) restored image (not clamped; values near [0, 1]).
+    router_probs: (B, E) the router's softmax, also when the experts were chosen manually;
+        None for a model without router.
+    router_logits: (B, E) the router's logits (for the classification loss), or None.
+    expert_weights: (B, E) the mixing weights the MoE blocks used (zeros = expert not run), or
+        None for a model without MoE blocks.
+    """
+
+    image: torch.Tensor
+    router_probs: torch.Tensor | None
+    router_logits: torch.Tensor | None
+    expert_weights: torch.Tensor | None
+    task_names: tuple[str, ...]
+
+    @property
+    def experts_used(self) -> list[list[str]]:
+        """Per image, the names of the experts that ran for it (largest weight first)."""
+        if self.expert_weights is None:
+            return [[] for _ in range(self.image.shape[0])]
+        host = self.expert_weights.detach().float().cpu()
+        used = []
+        for row in host:
+            order = torch.argsort(row, descending=True, stable=True)
+            used.append([self.task_names[int(i)] for i in order if row[int(i)] != 0])
+        return used
+
+
+class DeblurUNet(nn.Module):
+    """NAFNet U-Net with optional blur router and MoE decoder (the DeMoE architecture).
+
+    Call: `model(x, task="auto", top_k=None)` with x (B, 3, H, W), float in [0, 1], any H, W
+    (zero-padded right/bottom to a multiple of 2**levels, cropped back). Output image = network(x)
+    + x. `task` is "auto" (router decides), a task name (that expert for every image), or a
+    (B, E) weight tensor. `top_k` (1..E) applies to "auto" and weight tensors; None = the config's
+    top_k for "auto" at inference, the given weights as they are for tensors. In training mode
+    "auto" mixes all experts densely with the softmax weights (paper Eq. 2).
+
+    Example:
+        >>> from demoe import create_model
+        >>> model = create_model("demoe-tiny").eval()
+        >>> out = model(torch.rand(2, 3, 37, 53))
+        >>> out.image.shape, out.router_probs.shape
+        (torch.Size([2, 3, 37, 53]), torch.Size([2, 5]))
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        width = config.width
+        self.intro = nn.Conv2d(config.image_channels, width, 3, padding=1)
+        self.encoders = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        channels = width
+        for num_blocks in config.encoder_blocks:
+            self.encoders.append(nn.Sequential(*(NAFBlock(channels) for _ in range(num_blocks))))
+            self.downs.append(nn.Conv2d(channels, channels * 2, 2, stride=2))
+            channels *= 2
+        bottleneck_channels = channels
+        self.router = (
+            BlurRouter(
+                bottleneck_channels,
+                config.num_classes,
+                channels=config.router_channels,
+                hidden=config.router_hidden,
+                spatial_dropout=config.router_spatial_dropout,
+                dropout=config.router_dropout,
+            )
+            if config.router
+            else None
+        )
+        self.middle = nn.Sequential(*(NAFBlock(channels) for _ in range(config.middle_blocks)))
+        self.middle_moe = (
+            MoEBlock(channels, config.num_experts, config.fusion) if config.is_moe else None
+        )
+        self.ups = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        self.decoder_moes = nn.ModuleList()
+        for num_blocks in config.decoder_blocks:
+            # 1x1 conv to 2C then PixelShuffle(2): half the channels, twice the resolution.
+            self.ups.append(
+                nn.Sequential(nn.Conv2d(channels, channels * 2, 1, bias=False), nn.PixelShuffle(2))
+            )
+            channels //= 2
+            self.decoders.append(nn.Sequential(*(NAFBlock(channels) for _ in range(num_blocks))))
+            if config.is_moe:
+                self.decoder_moes.append(MoEBlock(channels, config.num_experts, config.fusion))
+        self.ending = nn.Conv2d(width, config.image_channels, 3, padding=1)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return self.config.task_names
+
+    def forward(
+        self, x: torch.Tensor, task: Task = "auto", top_k: int | None = None
+    ) -> DeblurOutput:
+        if x.ndim != 4 or x.shape[1] != self.config.image_channels:
+            raise ValueError(
+                f"expected x of shape (B, {self.config.image_channels}, H, W), got {tuple(x.shape)}"
+            )
+        height, width = x.shape[-2:]
+        multiple = self.config.size_multiple
+        padded = F.pad(x, (0, -width % multiple, 0, -height % multiple))
+
+        features = self.intro(padded)
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs):
+            features = encoder(features)
+            skips.append(features)
+            features = down(features)
+
+        router_logits = router_probs = None
+        if self.router is not None:
+            router_logits = self.router(features)  # (B, E)
+            if self.training and self.config.router_noise_std > 0:
+                noise = torch.randn_like(router_logits) * self.config.router_noise_std
+                router_probs = torch.softmax(router_logits + noise, dim=1)
+            else:
+                router_probs = torch.softmax(router_logits, dim=1)
+
+        expert_weights = routing = None
+        if self.config.is_moe:
+            expert_weights, routing = self._route(router_probs, task, top_k, x.shape[0])
+        elif not (isinstance(task, str) and task == "auto"):
+            raise ValueError("this model has no experts: call it with task='auto'")
+
+        features = self.middle(features)
+        if self.middle_moe is not None:
+            features = self.middle_moe(features, routing)
+        for index, (up, decoder, skip) in enumerate(zip(self.ups, self.decoders, reversed(skips))):
+            features = decoder(up(features) + skip)
+            if self.config.is_moe:
+                features = self.decoder_moes[index](features, routing)
+
+        restored = self.ending(features) + padded
+        return DeblurOutput(
+            image=restored[..., :height, :width],
+            router_probs=router_probs,
+            router_logits=router_logits,
+            expert_weights=expert_weights,
+            task_names=self.task_names,
+        )
+
+    def _route(
+        self, router_probs: torch.Tensor, task: Task, top_k: int | None, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor | RoutingPlan]:
+        """Mixing weights (B, E) and how the MoE blocks apply them (dense or a plan)."""
+        if isinstance(task, torch.Tensor):
+            weights = self._check_weights(task, batch_size).to(router_probs)
+            if top_k is not None:
+                weights = top_k_weights(weights, top_k)
+            return weights, self._dense_or_plan(weights)
+        if task == "auto":
+            if self.training and top_k is None:
+                return router_probs, router_probs  # dense softmax mixture, Eq. 2
+            weights = top_k_weights(router_probs, top_k or self.config.top_k)
+            return weights, self._dense_or_plan(weights)
+        expert = self.task_index(task)
+        weights = torch.zeros_like(router_probs)
+        weights[:, expert] = 1.0
+        return weights, self._dense_or_plan(weights)
+
+    def _dense_or_plan(self, weights: torch.Tensor) -> torch.Tensor | RoutingPlan:
+        # Tracing (ONNX export, torch.compile graphs) cannot follow data-dependent sub-batches:
+        # there every expert runs and zero weights switch it off arithmetically.
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+            return weights
+        return make_plan(weights)
+
+    def _check_weights(self, weights: torch.Tensor, batch_size: int) -> torch.Tensor:
+        expected = (batch_size, self.config.num_experts)
+        if tuple(weights.shape) != expected:
+            raise ValueError(f"expert weights must have shape {expected}, got {tuple(weights.shape)}")
+        if not torch.jit.is_tracing() and bool((weights < 0).any()):
+            raise ValueError("expert weights must be non-negative")
+        return weights
+
+    def task_index(self, task: str) -> int:
+        """Expert index of a task name; ValueError listing the valid names otherwise."""
+        try:
+            return self.task_names.index(task)
+        except ValueError:
+            raise ValueError(
+                f"unknown task {task!r}; valid tasks: auto, {', '.join(self.task_names)}"
+            ) from None
+
+    def save_pretrained(self, directory: str) -> None:
+        """Write `config.json` + `model.safetensors` into `directory` (created if needed)."""
+        from demoe.checkpoints import save_pretrained
+
+        save_pretrained(self, directory)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_model(config: ModelConfig) -> DeblurUNet:
+    return DeblurUNet(config)
+
+
+def init_experts_from_baseline(demoe: DeblurUNet, baseline: DeblurUNet) -> None:
+    """Stage-2 initialisation: copy a stage-1 baseline (with router) into a DeMoE model.
+
+    Shared parts (intro, encoder, router, ups, leading blocks, ending) are copied as they are;
+    each MoE block's experts all start as copies of the baseline's last block at that level, so
+    that DeMoE with top-1 routing computes exactly what the baseline computes.
+    """
+    if baseline.config.is_moe or not demoe.config.is_moe:
+        raise ValueError("init_experts_from_baseline expects (DeMoE model, baseline model)")
+    baseline_state = baseline.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    last_middle = baseline.config.middle_blocks - 1
+    last_decoder = [n - 1 for n in baseline.config.decoder_blocks]
+    expected_middle = demoe.config.middle_blocks
+    if last_middle != expected_middle or last_decoder != list(demoe.config.decoder_blocks):
+        raise ValueError(
+            "baseline and DeMoE configs do not line up: the baseline needs one more block per "
+            f"level (baseline middle {baseline.config.middle_blocks}, decoder "
+            f"{baseline.config.decoder_blocks}; DeMoE middle {demoe.config.middle_blocks}, "
+            f"decoder {demoe.config.decoder_blocks})"
+        )
+    for key, value in baseline_state.items():
+        parts = key.split(".")
+        if parts[0] == "middle" and int(parts[1]) == last_middle:
+            rest = ".".join(parts[2:])
+            for expert in range(demoe.config.num_experts):
+                mapped[f"middle_moe.experts.{expert}.{rest}"] = value
+        elif parts[0] == "decoders" and int(parts[2]) == last_decoder[int(parts[1])]:
+            rest = ".".join(parts[3:])
+            for expert in range(demoe.config.num_experts):
+                mapped[f"decoder_moes.{parts[1]}.experts.{expert}.{rest}"] = value
+        else:
+            mapped[key] = value
+    demoe.load_state_dict(mapped, strict=True)
+
