@@ -1,0 +1,1 @@
+"""Datasets: benchmark sources, the AIO-Blur mix, synthetic blur, training datasets."""
