@@ -22,7 +22,7 @@ NAME = "RealBlur-J"
 TASK = "global_motion"
 SPLITS = ("train", "test")
 IMAGE_FOLDER = "RealBlur-J_ECC_IMCORR_centroid_itensity_ref"  # "itensity" is the real spelling
-LIST_URL = "https://github.com/rimchang/SRN-Deblur/tree/master/datalist"
+LIST_URL = "https://github.com/rimchang/SRN-Deblur, folder datalist/"
 
 
 def list_file_name(split: str) -> str:

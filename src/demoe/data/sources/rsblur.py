@@ -22,7 +22,7 @@ from demoe.data.sources.common import check_files_exist, first_existing, read_pa
 NAME = "RSBlur"
 TASK = "global_motion"
 SPLITS = ("train", "val", "test")
-LIST_URL = "https://github.com/rimchang/RSBlur/tree/main/datalist/RSBlur"
+LIST_URL = "https://github.com/rimchang/RSBlur, folder datalist/RSBlur/"
 
 
 def list_file_name(split: str) -> str:
