@@ -23,7 +23,7 @@ def _check_range(name: str, value: Range, low: float = 0.0, high: float = math.i
 class ShakeConfig:
     """Camera shake: a random walk with inertia (after Boracchi & Foi, 2012)."""
 
-    length_px: Range = (3.0, 15.0)  # extent of the trajectory (largest distance of two points)
+    length_px: Range = (3.0, 13.0)  # extent of the trajectory (largest distance of two points)
     smoothness: Range = (0.55, 0.9)  # velocity memory per step: 1 = straight line, 0 = white noise
     impulse_probability: float = 0.04  # chance per step of an abrupt jerk (a sudden hand twitch)
     num_steps: int = 48  # time steps of the exposure
@@ -56,7 +56,7 @@ class GlobalMotionConfig:
 class SynthGlobalMotionConfig:
     """`synth_global_motion`: GoPro-like averaging of a virtual high-frame-rate sequence."""
 
-    translation_px: Range = (6.0, 24.0)  # extent of the smooth camera path over the exposure
+    translation_px: Range = (5.0, 22.0)  # extent of the smooth camera path over the exposure
     rotation_deg: Range = (0.0, 1.0)  # in-plane rotation over the exposure (either direction)
     zoom: Range = (0.0, 0.02)  # relative scale change over the exposure (in or out)
     frame_step_px: float = 1.0  # largest motion between two virtual frames (sets the frame count)
