@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from demoe.cli.synth import add_synth_parser
 from demoe.data.sources import DATASET_FOLDERS
 
 
@@ -94,7 +95,7 @@ def _add_aio_blur_ood(data_subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_aio_blur_ood)
 
 
-DATA_COMMANDS = (_add_aio_blur, _add_aio_blur_ood)
+DATA_COMMANDS = (_add_aio_blur, _add_aio_blur_ood, add_synth_parser)
 
 
 def run_aio_blur(args: argparse.Namespace) -> int:

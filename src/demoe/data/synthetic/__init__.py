@@ -1,0 +1,44 @@
+"""Synthetic all-in-one blur: physically motivated models of the five blur types, applied to
+sharp photographs in linear light.
+
+- `synthesize(sharp, task, rng, config)`: one (blurry, sharp) pair from one photograph;
+- `SyntheticBlurDataset`: pairs of all types on the fly, for training;
+- `SynthConfig`: every parameter range (see docs/synthetic-blur.md);
+- `sharp_image_paths(folder)`, `shipped_photo_paths()`: photographs to start from.
+"""
+
+from demoe.data.synthetic.config import (
+    DefocusConfig,
+    GlobalMotionConfig,
+    LocalMotionConfig,
+    LowLightConfig,
+    ShakeConfig,
+    SynthConfig,
+    SynthGlobalMotionConfig,
+)
+from demoe.data.synthetic.dataset import (
+    SyntheticBlurDataset,
+    load_photo,
+    sharp_image_paths,
+    shipped_photo_paths,
+    synthesize_crop,
+)
+from demoe.data.synthetic.generator import SynthSample, synthesize, synthesize_sample
+
+__all__ = [
+    "DefocusConfig",
+    "GlobalMotionConfig",
+    "LocalMotionConfig",
+    "LowLightConfig",
+    "ShakeConfig",
+    "SynthConfig",
+    "SynthGlobalMotionConfig",
+    "SynthSample",
+    "SyntheticBlurDataset",
+    "load_photo",
+    "sharp_image_paths",
+    "shipped_photo_paths",
+    "synthesize",
+    "synthesize_crop",
+    "synthesize_sample",
+]
