@@ -86,6 +86,7 @@ def test_alignment_failure_is_a_specific_error():
         ("RealDOF", "dpdd"),
         ("ReLoBlur", "reloblur"),
         ("LOLBlur", "default"),
+        ("Real-LOLBlur", "default"),  # not RealBlur, despite the letters
         ("my_folder", "default"),
         ("realblur", "realblur"),
     ],

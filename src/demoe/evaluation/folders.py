@@ -104,7 +104,8 @@ def mean_scores(per_image: list[dict]) -> dict[str, float]:
     """Mean over images of each numeric field present for every image."""
     if not per_image:
         return {}
-    keys = [key for key, value in per_image[0].items() if isinstance(value, float | int) and not isinstance(value, bool)]
+    first = per_image[0]
+    keys = [key for key, value in first.items() if isinstance(value, float | int) and not isinstance(value, bool)]
     return {
         key: float(np.mean([record[key] for record in per_image]))
         for key in keys
@@ -155,5 +156,6 @@ def format_table(scores: FolderScores) -> str:
     lines = [f"{'name':<{width}}" + "".join(f"{column:>10}" for column in columns)]
     for record in scores.per_image:
         lines.append(f"{record['name']:<{width}}" + "".join(cell(record[column]) for column in columns))
-    lines.append(f"{'mean':<{width}}" + "".join(cell(scores.mean[column]) for column in columns if column in scores.mean))
+    means = "".join(cell(scores.mean[column]) for column in columns if column in scores.mean)
+    lines.append(f"{'mean':<{width}}" + means)
     return "\n".join(lines)

@@ -106,7 +106,9 @@ class LPIPS(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected two (B, 3, H, W) tensors of the same shape, got {tuple(x.shape)}, {tuple(y.shape)}")
+            raise ValueError(
+                f"expected two (B, 3, H, W) tensors of the same shape, got {tuple(x.shape)}, {tuple(y.shape)}"
+            )
         x = ((2 * x - 1) - self.shift) / self.scale
         y = ((2 * y - 1) - self.shift) / self.scale
         total = x.new_zeros(x.shape[0])
@@ -165,9 +167,16 @@ def load_lpips(
     else:
         state = backbone
     features = _backbone_state_dict(state, net)
-    missing, unexpected = model.features.load_state_dict(features, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"LPIPS-{net} backbone does not match torchvision's layout: missing {missing}, unexpected {unexpected}")
+    expected = {key: tuple(tensor.shape) for key, tensor in model.features.state_dict().items()}
+    found = {key: tuple(tensor.shape) for key, tensor in features.items()}
+    if found != expected:
+        wrong = sorted(key for key in expected.keys() | found.keys() if expected.get(key) != found.get(key))
+        raise ValueError(
+            f"LPIPS-{net} backbone does not match torchvision's {net} layout; differing keys "
+            f"(expected vs found shape): "
+            + ", ".join(f"{key}: {expected.get(key)} vs {found.get(key)}" for key in wrong[:5])
+        )
+    model.features.load_state_dict(features)
     linear = torch.load(LINEAR_WEIGHTS[net], map_location="cpu", weights_only=True)
     # The lpips package names them lin{i}.model.1.weight (dropout at .0); here lins.{i}.weight.
     model.lins.load_state_dict({f"{i}.weight": linear[f"lin{i}.model.1.weight"] for i in range(len(model.lins))})
