@@ -1,6 +1,5 @@
 import csv
 import io
-import math
 
 import pytest
 

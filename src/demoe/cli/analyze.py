@@ -79,6 +79,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     cost.add_argument("--top-k", type=int, default=1, help="experts per image for MoE models (default 1)")
     cost.add_argument("--repeats", type=int, default=10, help="timed forward passes (default 10)")
     cost.add_argument("--warmup", type=int, default=3, help="untimed forward passes first (default 3)")
+    cost.add_argument("--device", default="cpu", help="torch device for the runtime (default cpu)")
     cost.add_argument("--no-ensemble", action="store_true", help="leave out the ensemble rows")
     cost.add_argument("--json", action="store_true", help="print the table as JSON")
     cost.set_defaults(handler=run_cost)
@@ -301,10 +302,17 @@ def run_cost(args: argparse.Namespace) -> int:
         if model.config.is_moe and not 1 <= args.top_k <= model.config.num_experts:
             return _error("cost", f"--top-k must be in 1..{model.config.num_experts} for {label}")
     rows = cost_table(
-        models, args.size, args.top_k, args.repeats, with_ensembles=not args.no_ensemble, warmup=args.warmup
+        models,
+        args.size,
+        args.top_k,
+        args.repeats,
+        with_ensembles=not args.no_ensemble,
+        warmup=args.warmup,
+        device=args.device,
     )
     if args.json:
-        print(json.dumps({"size": args.size, "top_k": args.top_k, "rows": [r.to_dict() for r in rows]}, indent=2))
+        table = {"size": args.size, "top_k": args.top_k, "device": args.device, "rows": [r.to_dict() for r in rows]}
+        print(json.dumps(table, indent=2))
     else:
-        print(to_markdown(rows, args.size, args.top_k), end="")
+        print(to_markdown(rows, args.size, args.top_k, args.device), end="")
     return 0

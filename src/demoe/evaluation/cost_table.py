@@ -23,7 +23,7 @@ class CostRow:
     model: str  # label (preset name, directory or "<name>-5 ensemble")
     params: int  # parameters stored
     macs_g: float  # multiply-accumulates per image, in billions
-    latency_ms: float  # median CPU wall time of one forward pass per image
+    latency_ms: float  # median wall time of one forward pass per image (on the device measured)
     ensemble_of: int | None = None  # number of members for an ensemble row
 
     def to_dict(self) -> dict:
@@ -37,15 +37,22 @@ def ensemble_member_config(config: ModelConfig) -> ModelConfig:
 
 
 def measure_row(
-    label: str, model: DeblurUNet, size: int = 256, top_k: int = 1, repeats: int = 10, warmup: int = 3
+    label: str,
+    model: DeblurUNet,
+    size: int = 256,
+    top_k: int = 1,
+    repeats: int = 10,
+    warmup: int = 3,
+    device: str = "cpu",
 ) -> CostRow:
-    """Parameters, MACs and median latency of one model on (1, 3, size, size) input."""
+    """Parameters, MACs (counted on CPU) and median latency on `device` of one model on a
+    (1, 3, size, size) input."""
     top = top_k if model.config.is_moe else None
     return CostRow(
         model=label,
         params=count_parameters(model),
         macs_g=count_macs(model, size, top),
-        latency_ms=measure_latency_ms(model, size, top, warmup=warmup, repeats=repeats),
+        latency_ms=measure_latency_ms(model, size, top, warmup=warmup, repeats=repeats, device=device),
     )
 
 
@@ -63,16 +70,17 @@ def cost_table(
     repeats: int = 10,
     with_ensembles: bool = True,
     warmup: int = 3,
+    device: str = "cpu",
 ) -> list[CostRow]:
     """One row per model; after every MoE model, the row of its ensemble of task-specific
     baselines (num_experts members), measured on a freshly built member (cost does not depend
     on the weights)."""
     rows = []
     for label, model in models:
-        rows.append(measure_row(label, model, size, top_k, repeats, warmup))
+        rows.append(measure_row(label, model, size, top_k, repeats, warmup, device))
         if with_ensembles and model.config.is_moe:
             member = DeblurUNet(ensemble_member_config(model.config))
-            member_row = measure_row(member.config.name, member, size, top_k, repeats, warmup)
+            member_row = measure_row(member.config.name, member, size, top_k, repeats, warmup, device)
             members = model.config.num_experts
             rows.append(ensemble_row(member_row, members, f"{label}-{members} ensemble"))
     return rows
@@ -94,9 +102,9 @@ def comparisons(rows: Sequence[CostRow]) -> list[str]:
     return lines
 
 
-def to_markdown(rows: Sequence[CostRow], size: int, top_k: int) -> str:
+def to_markdown(rows: Sequence[CostRow], size: int, top_k: int, device: str = "cpu") -> str:
     lines = [
-        f"| Model | Params (M) | MACs (G) at {size}x{size} | Runtime (ms, CPU) |",
+        f"| Model | Params (M) | MACs (G) at {size}x{size} | Runtime (ms, {device}) |",
         "|---|---:|---:|---:|",
     ]
     for row in rows:
