@@ -263,3 +263,15 @@ def test_models_without_experts(preset):
     assert plain.task_probs is None and plain.entropy is None
     with pytest.raises(ValueError, match="no router"):
         no_router.classify(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_inference_does_not_import_the_training_stack():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, demoe.inference, demoe.cli.deblur; "
+        "bad = [m for m in sys.modules if m.startswith(('demoe.train', 'demoe.data'))]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -250,6 +250,7 @@ class Deblurrer:
         NaN or inf is recomputed in fp32.
 
     Example:
+        >>> from demoe import create_model
         >>> deblurrer = Deblurrer(create_model("demoe-tiny"), device="cpu")
         >>> result = deblurrer.restore(np.zeros((20, 30, 3), np.uint8))
         >>> result.image.shape, result.image.dtype
@@ -477,6 +478,7 @@ def deblur(
         for the bundled default weights. For many images, build one `Deblurrer` and reuse it.
 
     Example:
+        >>> from demoe import create_model
         >>> restored = deblur(np.zeros((16, 16, 3), np.uint8), model=create_model("demoe-tiny"))
         >>> restored.dtype, restored.shape
         (dtype('uint8'), (16, 16, 3))
