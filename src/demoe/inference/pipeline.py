@@ -1,0 +1,487 @@
+"""The deblurring pipeline: a loaded model applied to images as people have them.
+
+`Deblurrer` keeps a model on a device and restores numpy arrays or Pillow images, returning
+the same kind: (H, W), (H, W, 1), (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA,
+uint8 / uint16 / float in [0, 1]. Gray images are restored as RGB and converted back (ITU-R
+601 luma, as Pillow's convert("L")); alpha is passed through untouched; the output is clamped to
+[0, 1] before it is quantised back to the input's bit depth.
+
+Routing is decided once per image. Whole-image processing (tile=0) takes the router's decision
+from the same forward pass. Tiled processing first runs the encoder and router on the whole
+image, or on an area-downscaled view of at most `router_max_pixels` (default tile * tile) pixels,
+turns the probabilities into a (1, E) expert-weight tensor, and calls the model with that tensor
+on every tile, so every tile uses the same experts. Tiles are blended with a raised-cosine window
+(`demoe.inference.tiling`); model memory is bounded by the tile size.
+
+This module imports the model and checkpoint code only, never the training stack.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from demoe.checkpoints import load_model
+from demoe.imageio import to_float
+from demoe.inference.io import pil_from_pixels, pixels_from_pil
+from demoe.inference.tiling import TileBlender, tile_grid
+from demoe.model import DeblurUNet
+from demoe.nn.moe import top_k_weights
+
+Precision = Literal["fp32", "fp16", "bf16"]
+UncertainPolicy = Literal["hard", "soft"]
+ImageLike = np.ndarray | Image.Image
+
+PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+# `classify` looks at images up to this size whole, and at an area-downscaled view beyond it.
+DEFAULT_ROUTER_PIXELS = 2048 * 2048
+# ITU-R BT.601 luma weights (what Pillow's convert("L") uses).
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass
+class DeblurResult:
+    """What `Deblurrer.restore` returns.
+
+    image: the restored image, same kind, shape, dtype (and Pillow mode) as the input.
+    task_probs: router probability of each task name (None for a model without router).
+    experts_used: names of the experts that ran, largest weight first ([] without MoE).
+    entropy: entropy of task_probs in nats (0 = certain, ln 5 = 1.609 = uniform), or None.
+    seconds: wall-clock time of the restoration.
+    low_confidence: the top router probability is below the requested `min_confidence`.
+    tiles: number of tiles processed (1 = whole image).
+    fp32_fallback: a half-precision result held NaN/inf and was recomputed in fp32.
+    """
+
+    image: ImageLike
+    task_probs: dict[str, float] | None
+    experts_used: list[str]
+    entropy: float | None
+    seconds: float
+    low_confidence: bool = False
+    tiles: int = 1
+    fp32_fallback: bool = False
+    expert_weights: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> cuda if available, else mps if available, else cpu; others checked."""
+    if isinstance(device, torch.device):
+        return device
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but PyTorch sees no CUDA GPU; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' requested but the Apple MPS backend is not available; use --device cpu")
+    return torch.device(device)
+
+
+def entropy_nats(probs: np.ndarray) -> float:
+    """Shannon entropy -sum p ln p of a probability vector (0 ln 0 = 0)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    positive = probs[probs > 0]
+    return float(-(positive * np.log(positive)).sum())
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad (B, C, H, W) right and bottom to multiples of `multiple`.
+
+    The model itself would zero-pad; zeros are far outside the image statistics and their effect
+    spreads through the network (and differs between a whole image and its tiles), while
+    replicated border pixels look like the image. Works for any size, 1x1 included.
+    """
+    height, width = x.shape[-2:]
+    pad_bottom, pad_right = -height % multiple, -width % multiple
+    if pad_bottom == 0 and pad_right == 0:
+        return x
+    return F.pad(x, (0, pad_right, 0, pad_bottom), mode="replicate")
+
+
+class _RouterDone(Exception):
+    """Carries the router's logits out of a forward pass stopped right after the router."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+
+def router_probabilities(model: DeblurUNet, x: torch.Tensor) -> torch.Tensor:
+    """The router's softmax (B, E) for x (B, 3, H, W) in [0, 1], running only the encoder.
+
+    A forward hook on `model.router` stops the pass once the router has spoken, so the
+    decoder and its experts never run.
+    """
+    if model.router is None:
+        raise ValueError("this model has no router: it cannot classify blur")
+
+    def stop(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        raise _RouterDone(output)
+
+    handle = model.router.register_forward_hook(stop)
+    try:
+        model(x)
+    except _RouterDone as done:
+        return torch.softmax(done.logits.float(), dim=1)
+    finally:
+        handle.remove()
+    raise RuntimeError("the model's forward pass did not call its router")
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    """An input image split into colour (H, W, 1|3) and alpha (H, W) parts, plus how to rebuild it."""
+
+    color: np.ndarray
+    alpha: np.ndarray | None
+    dtype: np.dtype
+    squeeze: bool  # input was (H, W): return (H, W)
+    pil_mode: str | None  # input was a Pillow image of this mode
+    pil_info: dict
+
+
+def _split(image: ImageLike) -> _Pixels:
+    if isinstance(image, Image.Image):
+        pixels = pixels_from_pil(image)
+        info = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
+        pil_mode = image.mode
+    elif isinstance(image, np.ndarray):
+        pixels, info, pil_mode = image, {}, None
+    else:
+        raise TypeError(
+            f"expected a numpy array (H, W[, C]) or a PIL.Image.Image, got {type(image).__name__}"
+        )
+    if not (pixels.dtype in (np.uint8, np.uint16) or np.issubdtype(pixels.dtype, np.floating)):
+        raise TypeError(f"unsupported pixel type {pixels.dtype}; expected uint8, uint16 or float in [0, 1]")
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(
+            f"expected an image of shape (H, W) or (H, W, C) with C in 1..4, got {pixels.shape}"
+        )
+    if pixels.shape[0] < 1 or pixels.shape[1] < 1:
+        raise ValueError(f"the image is empty: shape {pixels.shape}")
+    if np.issubdtype(pixels.dtype, np.floating) and not bool(np.isfinite(pixels).all()):
+        raise ValueError("the image holds NaN or infinite values")
+    squeeze = pixels.ndim == 2
+    if squeeze:
+        pixels = pixels[:, :, None]
+    channels = pixels.shape[2]
+    color = pixels[:, :, :3] if channels >= 3 else pixels[:, :, :1]
+    alpha = pixels[:, :, channels - 1] if channels in (2, 4) else None
+    return _Pixels(color, alpha, pixels.dtype, squeeze, pil_mode, info)
+
+
+def _quantize(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float32 -> dtype, clamped to [0, 1] first (in place on `values`)."""
+    np.clip(values, 0.0, 1.0, out=values)
+    if dtype == np.uint8 or dtype == np.uint16:
+        values *= 255.0 if dtype == np.uint8 else 65535.0
+        np.rint(values, out=values)
+    return values.astype(dtype)
+
+
+def _assemble(parts: _Pixels, restored_rgb: np.ndarray) -> ImageLike:
+    """Restored (H, W, 3) float32 -> the input's kind (gray conversion, alpha, dtype, PIL mode)."""
+    if parts.color.shape[2] == 1:
+        restored = (restored_rgb @ _LUMA)[:, :, None]  # (H, W, 1)
+    else:
+        restored = restored_rgb
+    restored = _quantize(restored, parts.dtype)
+    if parts.alpha is not None:
+        restored = np.concatenate([restored, parts.alpha[:, :, None]], axis=2)
+    if parts.squeeze:
+        restored = restored[:, :, 0]
+    if parts.pil_mode is None:
+        return restored
+    output = pil_from_pixels(restored, mode="I" if parts.pil_mode == "I" else None)
+    output.info.update(parts.pil_info)
+    return output
+
+
+def _rgb_tensor(color: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(h, w, 1|3) pixels -> (1, 3, h, w) float32 in [0, 1] on device."""
+    values = to_float(np.ascontiguousarray(color))
+    if values.shape[2] == 1:
+        values = np.repeat(values, 3, axis=2)
+    return torch.from_numpy(values).permute(2, 0, 1).unsqueeze(0).to(device)
+
+
+def _downscaled(color: np.ndarray, max_pixels: int) -> np.ndarray:
+    """Area-downscaled copy with at most max_pixels pixels (the image itself if it fits)."""
+    height, width = color.shape[:2]
+    if height * width <= max_pixels:
+        return color
+    scale = math.sqrt(max_pixels / (height * width))
+    size = (max(1, int(width * scale)), max(1, int(height * scale)))  # cv2 wants (w, h)
+    resized = cv2.resize(np.ascontiguousarray(color), size, interpolation=cv2.INTER_AREA)
+    return resized[:, :, None] if resized.ndim == 2 else resized
+
+
+@dataclass(frozen=True)
+class _Pass:
+    image: torch.Tensor  # (1, 3, h, w) float32, not clamped
+    probs: np.ndarray | None  # (E,) router softmax
+    expert_weights: torch.Tensor | None  # (1, E) on the CPU
+    fp32_fallback: bool
+
+
+class Deblurrer:
+    """A loaded deblurring model, for restoring many images.
+
+    weights: None (the bundled default weights), a model directory, the name of bundled
+        weights, or a `DeblurUNet` instance.
+    device: "auto" (cuda, else mps, else cpu), "cpu", "cuda" or "mps".
+    precision: "fp32", or "fp16" / "bf16" (autocast; GPU only). A half-precision result holding
+        NaN or inf is recomputed in fp32.
+
+    Example:
+        >>> from demoe import create_model
+        >>> deblurrer = Deblurrer(create_model("demoe-tiny"), device="cpu")
+        >>> result = deblurrer.restore(np.zeros((20, 30, 3), np.uint8))
+        >>> result.image.shape, result.image.dtype
+        ((20, 30, 3), dtype('uint8'))
+    """
+
+    def __init__(
+        self,
+        weights: DeblurUNet | str | os.PathLike | None = None,
+        device: str | torch.device = "auto",
+        precision: Precision = "fp32",
+    ) -> None:
+        if precision not in PRECISION_DTYPES:
+            raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+        self.device = resolve_device(device)
+        if precision != "fp32" and self.device.type == "cpu":
+            raise ValueError(
+                f"precision {precision} needs a GPU (--device cuda or mps); on the CPU use fp32"
+            )
+        self.precision = precision
+        if isinstance(weights, DeblurUNet):
+            model = weights
+        elif isinstance(weights, torch.nn.Module):
+            raise TypeError(f"expected a demoe DeblurUNet, got {type(weights).__name__}")
+        else:
+            model = load_model(weights)
+        self.model = model.to(self.device).eval()
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return self.model.task_names
+
+    # ---- model calls -------------------------------------------------------------------------
+
+    def _autocast(self, enabled: bool):
+        return torch.autocast(
+            device_type=self.device.type, dtype=PRECISION_DTYPES[self.precision], enabled=enabled
+        )
+
+    def _forward(self, x: torch.Tensor, task, top_k: int | None) -> "_Pass":
+        """One model call at the chosen precision; a non-finite half-precision result is redone in fp32."""
+        half = self.precision != "fp32"
+        with torch.inference_mode(), self._autocast(half):
+            output = self._call(x, task, top_k)
+        finite = bool(torch.isfinite(output.image).all()) and (
+            output.router_probs is None or bool(torch.isfinite(output.router_probs).all())
+        )
+        redone = False
+        if not finite:
+            if not half:
+                raise RuntimeError("the model produced NaN or infinite values in fp32")
+            with torch.inference_mode(), self._autocast(False):
+                output = self._call(x, task, top_k)
+            redone = True
+        probs = None
+        if output.router_probs is not None:
+            probs = output.router_probs[0].float().cpu().numpy().astype(np.float64)
+        weights = None if output.expert_weights is None else output.expert_weights.float().cpu()
+        return _Pass(output.image.float(), probs, weights, redone)
+
+    def _call(self, x: torch.Tensor, task, top_k: int | None):
+        height, width = x.shape[-2:]
+        padded = pad_to_multiple(x, self.model.config.size_multiple)
+        if not self.model.config.is_moe:
+            output = self.model(padded)
+        else:
+            output = self.model(padded, task=task, top_k=top_k)
+        output.image = output.image[..., :height, :width]
+        return output
+
+    def _router_probs(self, color: np.ndarray, max_pixels: int) -> np.ndarray | None:
+        """Router probabilities (E,) of the whole image, or of a downscaled view beyond max_pixels."""
+        if self.model.router is None:
+            return None
+        view = pad_to_multiple(_rgb_tensor(_downscaled(color, max_pixels), self.device), self.model.config.size_multiple)
+        with torch.inference_mode(), self._autocast(self.precision != "fp32"):
+            probs = router_probabilities(self.model, view)
+        if not bool(torch.isfinite(probs).all()):
+            with torch.inference_mode():
+                probs = router_probabilities(self.model, view)
+        return probs[0].cpu().numpy().astype(np.float64)
+
+    # ---- public API --------------------------------------------------------------------------
+
+    def classify(self, image: ImageLike, router_max_pixels: int = DEFAULT_ROUTER_PIXELS) -> dict[str, float]:
+        """The router's probability for each blur type, from the whole image (or an
+        area-downscaled view when it has more than router_max_pixels pixels)."""
+        parts = _split(image)
+        probs = self._router_probs(parts.color, router_max_pixels)
+        if probs is None:
+            raise ValueError("this model has no router: it cannot classify blur")
+        return dict(zip(self.task_names, (float(p) for p in probs)))
+
+    def restore(
+        self,
+        image: ImageLike,
+        task: str = "auto",
+        top_k: int = 1,
+        tile: int = 0,
+        tile_overlap: int = 32,
+        min_confidence: float | None = None,
+        uncertain: UncertainPolicy = "hard",
+        soft_top_k: int = 2,
+        router_max_pixels: int | None = None,
+    ) -> DeblurResult:
+        """Deblur one image; returns the same kind of image plus what the router saw.
+
+        task: "auto" (router) or a task name (that expert, whatever the router says).
+        top_k: experts mixed per image with task="auto" (1..E).
+        tile: tile side in pixels (0 = whole image); rounded down to a multiple of the model's
+            size multiple. tile_overlap: pixels shared by neighbouring tiles (< tile).
+        min_confidence: images whose top router probability is below it are `low_confidence`.
+        uncertain: "soft" restores low-confidence images (task="auto") with the renormalised
+            mixture of the top max(top_k, soft_top_k) experts instead of top_k.
+        router_max_pixels: size of the router's view in tiled mode (default tile * tile).
+        """
+        start = time.perf_counter()
+        parts = _split(image)
+        config = self.model.config
+        if task != "auto":
+            self.model.task_index(task)  # ValueError naming the valid tasks
+            if not config.is_moe:
+                raise ValueError("this model has no experts: use task='auto'")
+        if config.is_moe and not 1 <= top_k <= config.num_experts:
+            raise ValueError(f"top_k must be in 1..{config.num_experts}, got {top_k}")
+        if uncertain not in ("hard", "soft"):
+            raise ValueError(f"uncertain must be 'hard' or 'soft', got {uncertain!r}")
+        if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+        if tile < 0:
+            raise ValueError(f"tile must be >= 0 (0 = whole image), got {tile}")
+        height, width = parts.color.shape[:2]
+        if tile:
+            multiple = config.size_multiple
+            tile = max(multiple, tile // multiple * multiple)
+            if not 0 <= tile_overlap < tile:
+                raise ValueError(f"tile_overlap must be in [0, tile) = [0, {tile}), got {tile_overlap}")
+        tiled = bool(tile) and (height > tile or width > tile)
+        is_moe = config.is_moe
+
+        fp32_fallback = False
+        if not tiled:
+            # One pass gives the router's verdict and the restoration; a low-confidence image
+            # under uncertain="soft" is restored a second time with the wider mixture.
+            x = _rgb_tensor(parts.color, self.device)
+            pass_ = self._forward(x, task, top_k if is_moe else None)
+            probs, weights, fp32_fallback = pass_.probs, pass_.expert_weights, pass_.fp32_fallback
+            restored = pass_.image
+            low_confidence = _below(probs, min_confidence)
+            if low_confidence and uncertain == "soft" and task == "auto" and is_moe:
+                soft_weights = top_k_weights(torch.from_numpy(probs).float()[None], max(top_k, soft_top_k))
+                if not torch.equal(soft_weights, weights):
+                    weights = soft_weights
+                    pass_ = self._forward(x, weights.to(self.device), None)
+                    restored, fp32_fallback = pass_.image, fp32_fallback or pass_.fp32_fallback
+            output_rgb = restored[0].permute(1, 2, 0).cpu().numpy()  # (H, W, 3) float32
+            num_tiles = 1
+        else:
+            probs = self._router_probs(parts.color, router_max_pixels or tile * tile)
+            low_confidence = _below(probs, min_confidence)
+            k = top_k
+            if low_confidence and uncertain == "soft" and task == "auto":
+                k = max(top_k, soft_top_k)
+            weights = self._weights(probs, task, k)  # (1, E) or None without experts
+            routing = "auto" if weights is None else weights.to(self.device)
+            blender = TileBlender(height, width, 3, tile_overlap)
+            tiles = tile_grid(height, width, tile, tile_overlap, align=config.size_multiple)
+            for region in tiles:
+                x = _rgb_tensor(parts.color[region.top : region.bottom, region.left : region.right], self.device)
+                pass_ = self._forward(x, routing, None)
+                fp32_fallback |= pass_.fp32_fallback
+                blender.add(region, pass_.image[0].permute(1, 2, 0).cpu().numpy())
+            output_rgb = blender.result()
+            num_tiles = len(tiles)
+
+        used = self._experts_used(weights)
+        return DeblurResult(
+            image=_assemble(parts, output_rgb),
+            task_probs=None if probs is None else dict(zip(self.task_names, map(float, probs))),
+            experts_used=[name for name, _ in used],
+            entropy=None if probs is None else entropy_nats(probs),
+            seconds=time.perf_counter() - start,
+            low_confidence=bool(low_confidence),
+            tiles=num_tiles,
+            fp32_fallback=fp32_fallback,
+            expert_weights=dict(used),
+        )
+
+    def _weights(self, probs: np.ndarray, task: str, top_k: int) -> torch.Tensor | None:
+        """(1, E) expert weights: one-hot for a named task, top-k of the router otherwise."""
+        if not self.model.config.is_moe:
+            return None
+        if task != "auto":
+            weights = torch.zeros(1, self.model.config.num_experts)
+            weights[0, self.model.task_index(task)] = 1.0
+            return weights
+        return top_k_weights(torch.from_numpy(probs).float()[None], top_k)
+
+    def _experts_used(self, weights) -> list[tuple[str, float]]:
+        if not isinstance(weights, torch.Tensor):
+            return []
+        row = weights[0].float().cpu()
+        order = torch.argsort(row, descending=True, stable=True)
+        return [(self.task_names[int(i)], float(row[int(i)])) for i in order if row[int(i)] != 0]
+
+
+def _below(probs: np.ndarray | None, min_confidence: float | None) -> bool:
+    return probs is not None and min_confidence is not None and float(probs.max()) < min_confidence
+
+
+def deblur(
+    image: ImageLike,
+    model: Deblurrer | DeblurUNet | str | os.PathLike | None = None,
+    task: str = "auto",
+    top_k: int = 1,
+    tile: int = 0,
+    tile_overlap: int = 32,
+    device: str = "auto",
+    precision: Precision = "fp32",
+) -> ImageLike:
+    """Deblur one image and return the same kind (numpy array or Pillow image).
+
+    image: numpy (H, W[, C]) uint8 / uint16 / float in [0, 1], C in 1..4, or a Pillow image.
+    model: a `Deblurrer`, a `DeblurUNet`, a model directory, bundled weights by name, or None
+        for the bundled default weights. For many images, build one `Deblurrer` and reuse it.
+
+    Example:
+        >>> from demoe import create_model
+        >>> restored = deblur(np.zeros((16, 16, 3), np.uint8), model=create_model("demoe-tiny"))
+        >>> restored.dtype, restored.shape
+        (dtype('uint8'), (16, 16, 3))
+    """
+    deblurrer = model if isinstance(model, Deblurrer) else Deblurrer(model, device=device, precision=precision)
+    return deblurrer.restore(image, task=task, top_k=top_k, tile=tile, tile_overlap=tile_overlap).image
