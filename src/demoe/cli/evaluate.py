@@ -1,0 +1,119 @@
+"""`demoe eval`: a model over test manifests, in the layout of the paper's tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from demoe.config import TASK_NAMES
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    evaluate = subparsers.add_parser(
+        "eval",
+        help="run a model over test manifests and tabulate PSNR/SSIM per dataset",
+        description="Restore every record of the manifests (test split by default), score it with "
+        "the benchmark's own convention (demoe metrics), and write per-image results plus a "
+        "table in the layout of the paper's Table 1/2 (markdown, CSV, JSON) and the router study.",
+    )
+    evaluate.add_argument("--weights", default=None, help="model directory or bundled weights name (default: bundled)")
+    evaluate.add_argument("--manifest", required=True, nargs="+", help="manifest(s) (JSONL, see docs/datasets.md)")
+    evaluate.add_argument(
+        "--task",
+        default="auto",
+        choices=["auto", "manual", *TASK_NAMES],
+        help="auto: the router chooses; manual: each image's own expert (the paper's †); a task name: that expert",
+    )
+    evaluate.add_argument("--top-k", type=int, nargs="+", default=[1], help="experts per image for auto, e.g. 1 2 3 4 5")
+    evaluate.add_argument("--manual", action="store_true", help="also run the † variant (each image's own expert)")
+    evaluate.add_argument("--input-metrics", action="store_true", help="also score the blurry input itself")
+    evaluate.add_argument("--split", default="test", help="manifest split to run (default test; 'all' = every record)")
+    evaluate.add_argument("--limit", type=int, default=None, help="at most this many images per (dataset, task)")
+    evaluate.add_argument("--group-by", choices=["dataset", "task"], default="dataset", help="table columns")
+    evaluate.add_argument("--name", default="DeMoE", help="method name in the table (default DeMoE)")
+    evaluate.add_argument("--tile", type=int, default=0, help="tile size for big images (0 = whole image)")
+    evaluate.add_argument("--tile-overlap", type=int, default=32)
+    evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    evaluate.add_argument("--lpips", choices=["alex", "vgg"], default=None, help="also compute LPIPS with this backbone")
+    evaluate.add_argument("--lpips-backbone", default=None, help="backbone weights file for LPIPS (never downloaded)")
+    evaluate.add_argument("--save-images", action="store_true", help="write restored images under OUT/images")
+    evaluate.add_argument("--json", action="store_true", help="print the table, router study and per-image rows as JSON")
+    evaluate.add_argument("--out", default=None, help="folder for per_image.jsonl, table.{md,csv,json}, router.json")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(handler=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from demoe.checkpoints import WeightsNotFoundError
+    from demoe.data.manifest import read_manifest
+    from demoe.evaluation.benchmark import filter_records, run_benchmark, variants_from_options
+    from demoe.inference import Deblurrer
+
+    try:
+        deblurrer = Deblurrer(args.weights, device=args.device)
+    except WeightsNotFoundError as error:
+        print(f"demoe eval: {error}", file=sys.stderr)
+        return 2
+    records = []
+    for manifest in args.manifest:
+        try:
+            records += read_manifest(manifest)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"demoe eval: {error}", file=sys.stderr)
+            return 2
+    records = filter_records(records, None if args.split == "all" else args.split, args.limit)
+    if not records:
+        print(f"demoe eval: no records of split {args.split!r} in {', '.join(args.manifest)}", file=sys.stderr)
+        return 2
+    if not deblurrer.model.config.is_moe and (args.task != "auto" or args.manual or args.top_k != [1]):
+        print("demoe eval: this model has no experts: use --task auto --top-k 1", file=sys.stderr)
+        return 2
+    experts = deblurrer.model.config.num_experts or 1
+    if any(not 1 <= k <= experts for k in args.top_k):
+        print(f"demoe eval: --top-k values must be in 1..{experts}", file=sys.stderr)
+        return 2
+    extra = None
+    if args.lpips:
+        from demoe.evaluation.lpips import LPIPSBackboneNotFoundError, load_lpips, lpips_distance
+
+        try:
+            lpips_model = load_lpips(args.lpips, args.lpips_backbone)
+        except LPIPSBackboneNotFoundError as error:
+            print(f"demoe eval: LPIPS skipped: {error}", file=sys.stderr)
+        else:
+            def extra(restored, sharp):
+                return {} if sharp is None else {"lpips": lpips_distance(restored, sharp, lpips_model)}
+
+    variants = variants_from_options(args.task, args.top_k, args.manual, args.input_metrics)
+    save_dir = None
+    if args.save_images:
+        if args.out is None:
+            print("demoe eval: --save-images needs --out", file=sys.stderr)
+            return 2
+        save_dir = f"{args.out}/images"
+    result = run_benchmark(
+        deblurrer,
+        records,
+        variants,
+        method_name=args.name,
+        group_by=args.group_by,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        extra_metrics=extra,
+        progress=not (args.quiet or args.json),
+        save_dir=save_dir,
+    )
+    if args.out:
+        result.write(args.out)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        from demoe.analysis.tables import to_markdown
+
+        print(to_markdown(result.table()))
+        if result.router is not None:
+            print(result.router["markdown"])
+        if args.out:
+            print(f"results written to {args.out}/")
+    return 0

@@ -1,0 +1,1 @@
+"""The Gradio web demo (imports the inference API only)."""

@@ -1,0 +1,145 @@
+"""The web demo, driven for real: its handler, its HTTP API under load, and a browser."""
+
+import os
+import shutil
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import demoe
+from demoe.config import TASK_NAMES
+from demoe.web.app import TASK_LABELS, DemoApp, DemoLimits, launch
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = demoe.create_model("demoe-tiny")
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.dtype.is_floating_point and not name.endswith("running_var"):
+                tensor.add_(torch.randn_like(tensor) * 0.05)
+    directory = tmp_path_factory.mktemp("weights")
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("input") / "blurry.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(weights_dir):
+    blocks, app, url = launch(str(weights_dir), port=_free_port(), device="cpu", limits=DemoLimits(concurrency=2), block=False)
+    yield url, app
+    blocks.close()
+    app.close()
+
+
+def test_handler_restores_and_reports_router_and_experts(weights_dir, photo):
+    from demoe.inference import Deblurrer
+
+    app = DemoApp(Deblurrer(str(weights_dir), device="cpu"))
+    try:
+        (before, after), probabilities, summary, output = app.run(str(photo), "Low light + motion", 1, 0)
+        assert Image.open(before).size == Image.open(after).size == (64, 48)
+        assert set(probabilities) == set(TASK_LABELS.values())
+        assert abs(sum(probabilities.values()) - 1) < 1e-4
+        assert "Low light + motion (chosen by you" in summary
+        assert Path(output).parent == app.workdir and Image.open(output).size == (64, 48)
+    finally:
+        app.close()
+    assert not app.workdir.exists()
+
+
+def test_handler_refuses_too_many_pixels_and_non_images(weights_dir, photo, tmp_path):
+    from demoe.inference import Deblurrer
+
+    app = DemoApp(Deblurrer(str(weights_dir), device="cpu"), DemoLimits(max_pixels=1000))
+    try:
+        with pytest.raises(gr.Error, match="at most 1,000"):
+            app.run(str(photo), "Auto", 1, 0)
+        junk = tmp_path / "junk.png"
+        junk.write_bytes(b"not an image")
+        with pytest.raises(gr.Error, match="Not a readable image"):
+            app.run(str(junk), "Auto", 1, 0)
+        with pytest.raises(gr.Error, match="Upload an image"):
+            app.run(None, "Auto", 1, 0)
+    finally:
+        app.close()
+
+
+def test_twenty_concurrent_http_requests_all_complete_correctly(server, photo):
+    from gradio_client import Client, handle_file
+
+    url, app = server
+    labels = ["Auto", *TASK_LABELS.values()]
+
+    def request(index):
+        client = Client(url, verbose=False)
+        label = labels[index % len(labels)]
+        return label, client.predict(handle_file(str(photo)), label, 1 + index % 2, 0, api_name="/deblur")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(request, range(20)))
+    assert len(results) == 20
+    for label, (comparison, probabilities, summary, download) in results:
+        assert Image.open(download).size == (64, 48)
+        confidences = {c["label"]: c["confidence"] for c in probabilities["confidences"]}
+        assert set(confidences) == set(TASK_LABELS.values())
+        if label != "Auto":
+            assert f"{label} (chosen by you" in summary
+        assert "Time:" in summary
+    written = list(app.workdir.iterdir())
+    assert len(written) >= 20 and all(p.suffix == ".png" for p in written)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not os.environ.get("DEMOE_REQUIRE_BROWSER"),
+    reason="Chromium is not installed (apt-get install chromium)",
+)
+def test_browser_upload_run_and_see_result(server, photo, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.locator("#input-image input[type=file]").set_input_files(str(photo))
+            page.locator("#run-button").click()
+            page.locator("#summary").get_by_text("Experts used").wait_for(timeout=60_000)
+            for label in TASK_LABELS.values():
+                assert page.locator("#router-probs").get_by_text(label, exact=True).count() >= 1
+            assert page.locator("#comparison img").count() >= 1
+            assert page.locator("#download").get_by_text(".png").count() >= 1
+            screenshot = Path(os.environ.get("DEMOE_SCREENSHOT", tmp_path / "demo.png"))
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 10_000
+        finally:
+            browser.close()
