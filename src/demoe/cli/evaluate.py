@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from demoe.config import TASK_NAMES
 
@@ -92,6 +93,11 @@ def run_eval(args: argparse.Namespace) -> int:
             print("demoe eval: --save-images needs --out", file=sys.stderr)
             return 2
         save_dir = f"{args.out}/images"
+    missing = [p for r in records for p in (r.blurry, r.sharp, r.mask) if p is not None and not Path(p).is_file()]
+    if missing:
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        print(f"demoe eval: manifest files not found: {', '.join(missing[:5])}{more}", file=sys.stderr)
+        return 2
     result = run_benchmark(
         deblurrer,
         records,

@@ -1,0 +1,229 @@
+"""Benchmark runs: a model over test manifests, scored with each benchmark's own convention.
+
+`run_benchmark` restores every record of a manifest once per variant (auto routing with
+k = 1..5, a fixed expert, or the paper's † manual choice of the record's own expert), scores the
+result against the ground truth with `demoe.evaluation.protocols.evaluate_pair` (or NIQE for
+blurry-only sets), and returns per-image rows that `demoe.analysis.tables` turns into the
+paper's Table 1 / Table 2 layout. The router's verdict is recorded once per image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from demoe.analysis.router import router_study
+from demoe.analysis.tables import build_table, method_label, to_csv, to_json, to_markdown
+from demoe.data.manifest import PairRecord
+from demoe.evaluation.niqe import niqe
+from demoe.evaluation.protocols import evaluate_pair
+from demoe.imageio import as_rgb, read_array
+from demoe.inference import Deblurrer
+
+GroupBy = Literal["dataset", "task"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the model: auto routing with top-k, one fixed expert, or manual (†)."""
+
+    kind: Literal["auto", "task", "manual", "input"]
+    top_k: int = 1
+    task: str | None = None  # kind "task"
+
+    def label(self, name: str) -> str:
+        if self.kind == "input":
+            return "Blurry input"
+        if self.kind == "task":
+            return f"{name} [{self.task}]"
+        return method_label(name, self.top_k, manual=self.kind == "manual")
+
+    def task_for(self, record: PairRecord) -> str:
+        if self.kind == "manual":
+            return record.task
+        if self.kind == "task":
+            return self.task
+        return "auto"
+
+
+def variants_from_options(
+    task: str = "auto", top_ks: Sequence[int] = (1,), manual: bool = False, include_input: bool = False
+) -> list[Variant]:
+    variants = [Variant("input")] if include_input else []
+    if task == "auto":
+        variants += [Variant("auto", k) for k in top_ks]
+    elif task == "manual":
+        manual = True
+    else:
+        variants.append(Variant("task", 1, task))
+    if manual:
+        variants.append(Variant("manual", 1))
+    return variants
+
+
+@dataclass
+class BenchmarkResult:
+    rows: list[dict]  # per image and variant
+    router: dict | None  # router study (accuracy per group, confusion, mean output), or None
+    method_name: str
+    group_by: GroupBy
+    variants: list[Variant] = field(default_factory=list)
+
+    def table(self):
+        rows = [{**row, "dataset": row["group"]} for row in self.rows]
+        return build_table(rows, methods=[v.label(self.method_name) for v in self.variants])
+
+    def write(self, out_dir: str | os.PathLike) -> Path:
+        """per_image.jsonl, table.{md,csv,json}, router.{json,md} in out_dir (created)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_text(out / "per_image.jsonl", "".join(json.dumps(_jsonable(r)) + "\n" for r in self.rows))
+        table = self.table()
+        _write_text(out / "table.md", to_markdown(table))
+        _write_text(out / "table.csv", to_csv(table))
+        _write_text(out / "table.json", json.dumps(to_json(table), indent=2) + "\n")
+        if self.router is not None:
+            _write_text(out / "router.json", json.dumps(self.router, indent=2) + "\n")
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "table": to_json(self.table()),
+            "router": self.router,
+            "per_image": [_jsonable(r) for r in self.rows],
+        }
+
+
+def _write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def _read_rgb(path: str) -> np.ndarray:
+    """(H, W, 3) pixels in their stored type (uint8 / uint16): what benchmarks score."""
+    return np.ascontiguousarray(as_rgb(read_array(path)))
+
+
+def _read_mask(path: str | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    mask = read_array(path)
+    return mask if mask.ndim == 2 else mask[..., 0]
+
+
+def run_benchmark(
+    deblurrer: Deblurrer,
+    records: Sequence[PairRecord],
+    variants: Sequence[Variant],
+    method_name: str = "DeMoE",
+    group_by: GroupBy = "dataset",
+    tile: int = 0,
+    tile_overlap: int = 32,
+    no_reference: bool = True,
+    extra_metrics: Callable[[np.ndarray, np.ndarray | None], dict] | None = None,
+    progress: bool = True,
+    save_dir: str | os.PathLike | None = None,
+) -> BenchmarkResult:
+    """Restore and score every record under every variant.
+
+    no_reference: score blurry-only records (sharp None) with NIQE.
+    extra_metrics(restored, sharp) -> dict adds metrics (e.g. LPIPS) to each row.
+    save_dir: also write every restored image there, as <variant>/<group>/<name>.png.
+    """
+    rows: list[dict] = []
+    router_probs, router_labels, router_groups = [], [], []
+    has_router = deblurrer.model.config.router
+    bar = tqdm(total=len(records) * len(variants), desc="eval", unit="img", disable=not progress)
+    for record in records:
+        blurry = _read_rgb(record.blurry)
+        sharp = _read_rgb(record.sharp) if record.sharp is not None else None
+        if sharp is not None and sharp.shape != blurry.shape:
+            raise ValueError(
+                f"{record.blurry}: blurry {blurry.shape[:2]} and sharp {sharp.shape[:2]} differ in size"
+            )
+        mask = _read_mask(record.mask)
+        group = record.dataset if group_by == "dataset" else record.task
+        name = Path(record.blurry).stem
+        if has_router:
+            probs = deblurrer.classify(blurry)
+            router_probs.append([probs[t] for t in deblurrer.task_names])
+            router_labels.append(record.label)
+            router_groups.append(group)
+        for variant in variants:
+            start = time.perf_counter()
+            if variant.kind == "input":
+                restored, experts = blurry, []
+            else:
+                result = deblurrer.restore(
+                    blurry, task=variant.task_for(record), top_k=variant.top_k, tile=tile, tile_overlap=tile_overlap
+                )
+                restored, experts = result.image, result.experts_used
+            seconds = time.perf_counter() - start
+            row = {
+                "name": name,
+                "blurry": record.blurry,
+                "group": group,
+                "source_dataset": record.dataset,
+                "task": record.task,
+                "method": variant.label(method_name),
+                "experts_used": experts,
+                "seconds": seconds,
+            }
+            if sharp is not None:
+                scores = evaluate_pair(restored, sharp, record.dataset, mask=mask)
+                row.update({k: v for k, v in scores.items()})
+            elif no_reference:
+                try:
+                    row["niqe"] = niqe(restored)
+                except ValueError as error:  # e.g. smaller than NIQE's two 96x96 blocks
+                    row["niqe"] = None
+                    row["niqe_error"] = str(error)
+            if extra_metrics is not None:
+                row.update(extra_metrics(restored, sharp))
+            if save_dir is not None and variant.kind != "input":
+                from demoe.imageio import write_image
+
+                write_image(Path(save_dir) / _slug(variant.label(method_name)) / group / f"{name}.png", restored)
+            rows.append(row)
+            bar.update(1)
+    bar.close()
+    router = None
+    if has_router and router_probs:
+        study = router_study(np.array(router_probs), np.array(router_labels), router_groups, deblurrer.task_names)
+        router = study.to_dict()
+        router["markdown"] = study.to_markdown()
+    return BenchmarkResult(rows, router, method_name, group_by, list(variants))
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text).strip("_")
+
+
+def filter_records(
+    records: Iterable[PairRecord], split: str | None = "test", limit_per_group: int | None = None
+) -> list[PairRecord]:
+    """Records of one split (None = all), at most `limit_per_group` per (dataset, task)."""
+    kept: list[PairRecord] = []
+    seen: dict[tuple[str, str], int] = {}
+    for record in records:
+        if split is not None and record.split != split:
+            continue
+        key = (record.dataset, record.task)
+        if limit_per_group is not None and seen.get(key, 0) >= limit_per_group:
+            continue
+        seen[key] = seen.get(key, 0) + 1
+        kept.append(record)
+    return kept
