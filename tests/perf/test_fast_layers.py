@@ -113,3 +113,43 @@ def test_named_task_uses_a_static_plan_equal_to_one_hot_weights():
         by_weights = model(x, task=one_hot)
     torch.testing.assert_close(by_name.image, by_weights.image, atol=0, rtol=0)
     torch.testing.assert_close(by_name.expert_weights, one_hot)
+
+
+def test_mixed_batch_in_channels_last_equals_nchw_and_experts_see_channels_last():
+    model = trained_looking_(create_model("demoe-tiny")).eval()
+    weights = torch.eye(5)[[0, 3, 3, 1]]  # a batch spread over three experts
+    x = torch.rand(4, 3, 32, 40)
+    with torch.inference_mode():
+        expected = model(x, task=weights).image
+        model.to(memory_format=torch.channels_last)
+        layouts = []
+        hooks = [
+            expert.register_forward_pre_hook(
+                lambda module, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
+            )
+            for block in [model.middle_moe, *model.decoder_moes]
+            for expert in block.experts
+        ]
+        got = model(x, task=weights).image
+        for hook in hooks:
+            hook.remove()
+    assert layouts and all(layouts)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_mixing_in_place_keeps_gradients_equal_to_dense():
+    from demoe.nn.moe import MoEBlock, make_plan
+
+    block = trained_looking_(MoEBlock(8, num_experts=5))
+    weights = torch.tensor([[0.0, 0.7, 0.0, 0.3, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]])
+    x = torch.randn(3, 8, 6, 7, requires_grad=True)
+    block(x, weights).square().sum().backward()
+    dense_grad = x.grad.clone()
+    dense_param_grads = [p.grad.clone() for p in block.parameters()]
+    x.grad = None
+    block.zero_grad()
+    block(x, make_plan(weights)).square().sum().backward()
+    torch.testing.assert_close(x.grad, dense_grad, atol=1e-5, rtol=1e-5)
+    for parameter, expected in zip(block.parameters(), dense_param_grads):
+        got = parameter.grad if parameter.grad is not None else torch.zeros_like(expected)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
