@@ -27,7 +27,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         description="Write an ONNX graph (input 'image' (B,3,H,W) in [0,1]; outputs 'restored', "
         "'router_probs', 'expert_weights'). With a task name every MoE block holds only that "
         "expert (the cost of the NAFNet baseline); with 'auto' the graph runs the router and ALL "
-        "experts, mixed by the top-k weights (about 1.9x the MACs of a fixed task for the demoe "
+        "experts, mixed by the top-k weights (about 1.8x the MACs of a fixed task for the demoe "
         "preset). The graph is then run with onnxruntime on a random image and compared with "
         f"eager PyTorch; exit status 1 if they differ by more than {TOLERANCE:g}.",
     )
