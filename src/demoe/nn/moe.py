@@ -111,7 +111,7 @@ class MoEBlock(nn.Module):
             inputs = x if group.index is None else _select_images(x, group.index)
             out = self.experts[group.expert](inputs)  # (B_e, C, H, W)
             if group.weight is not None:
-                out = out * group.weight
+                out = out * group.weight.to(out.dtype)  # stay in the autocast dtype of `mixed`
             # In place: `mixed` is a fresh buffer, so no full-size copy per expert (perf).
             if group.index is None:
                 mixed.add_(out)
