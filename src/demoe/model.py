@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from demoe.config import ModelConfig
 from demoe.nn.layers import NAFBlock
-from demoe.nn.moe import MoEBlock, RoutingPlan, make_plan, top_k_weights
+from demoe.nn.moe import ExpertGroup, MoEBlock, RoutingPlan, make_plan, top_k_weights
 from demoe.nn.router import BlurRouter
 
 Task = str | torch.Tensor
@@ -185,7 +185,9 @@ class DeblurUNet(nn.Module):
         expert = self.task_index(task)
         weights = torch.zeros_like(router_probs)
         weights[:, expert] = 1.0
-        return weights, self._dense_or_plan(weights)
+        # A named task needs no look at the weights: the plan is known on the host, so there is
+        # no device-to-host sync, and traced graphs (ONNX, torch.compile) hold only this expert.
+        return weights, RoutingPlan((ExpertGroup(expert, None, None),), batch_size)
 
     def _dense_or_plan(self, weights: torch.Tensor) -> torch.Tensor | RoutingPlan:
         # Tracing (ONNX export, torch.compile graphs) cannot follow data-dependent sub-batches:

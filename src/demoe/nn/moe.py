@@ -106,14 +106,27 @@ class MoEBlock(nn.Module):
             group = plan.groups[0]  # the whole batch goes to one expert: no gather/scatter
             out = self.experts[group.expert](x)
             return out if group.weight is None else out * group.weight
-        mixed = torch.zeros_like(x)
+        mixed = torch.zeros_like(x)  # keeps x's memory format
         for group in plan.groups:
-            inputs = x if group.index is None else x.index_select(0, group.index)
+            inputs = x if group.index is None else _select_images(x, group.index)
             out = self.experts[group.expert](inputs)  # (B_e, C, H, W)
             if group.weight is not None:
-                out = out * group.weight
+                out = out * group.weight.to(out.dtype)  # stay in the autocast dtype of `mixed`
+            # In place: `mixed` is a fresh buffer, so no full-size copy per expert (perf).
             if group.index is None:
-                mixed = mixed + out
+                mixed.add_(out)
             else:
-                mixed = mixed.index_add(0, group.index, out)
+                mixed.index_add_(0, group.index, out)
         return mixed
+
+
+def _select_images(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[index] along the batch, keeping channels_last memory channels_last.
+
+    index_select returns NCHW-contiguous memory; a channels_last sub-batch would then run the
+    experts on the slow layout (~1.4x slower on CPU). Gathering from the (B, H, W, C) view, which
+    is contiguous for channels_last, gives channels_last memory without an extra copy (perf).
+    """
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return x.permute(0, 2, 3, 1).index_select(0, index).permute(0, 3, 1, 2)
+    return x.index_select(0, index)
