@@ -62,7 +62,8 @@ class DataConfig:
     split: str = "train"  # kind "manifest": records of this split
     datasets: tuple[str, ...] = ()  # keep only these source datasets (empty = all)
     tasks: tuple[str, ...] = TASK_NAMES  # blur types to keep (manifest) or synthesise
-    photos: str | None = None  # kind "synthetic": folder of sharp photographs
+    # kind "synthetic": folder(s) of sharp photographs, searched recursively
+    photos: str | tuple[str, ...] | None = None
     length: int | None = None  # kind "synthetic": items per epoch (None = dataset default)
     crop_size: int = 384  # square crop side in pixels
 

@@ -55,7 +55,8 @@ def build_dataset(config: DataConfig, seed: int) -> EpochDataset:
         return PairedCropDataset(kept, crop_size=config.crop_size, seed=seed)
     from demoe.data.synthetic import SyntheticBlurDataset
 
-    photos = list_photos(config.photos)
+    folders = (config.photos,) if isinstance(config.photos, str) else tuple(config.photos or ())
+    photos = [path for folder in folders for path in list_photos(folder)]
     return SyntheticBlurDataset(
         [str(path) for path in photos],
         crop_size=config.crop_size,
@@ -69,7 +70,7 @@ def list_photos(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"photo folder not found: {folder}")
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
     if not photos:
         raise FileNotFoundError(f"no photographs ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
     return photos

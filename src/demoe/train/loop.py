@@ -85,10 +85,20 @@ def build_training_model(config: TrainConfig) -> DeblurUNet:
             baseline = load_model(directory)
         except WeightsNotFoundError as error:
             raise ConfigError(f"model.init_from: {error}") from None
-        try:
-            init_experts_from_baseline(model, baseline)
-        except ValueError as error:
-            raise ConfigError(f"model.init_from ({directory}): {error}") from None
+        if model.config.is_moe:
+            try:
+                init_experts_from_baseline(model, baseline)
+            except ValueError as error:
+                raise ConfigError(f"model.init_from ({directory}): {error}") from None
+        elif baseline.config.replace(name=model.config.name) == model.config:
+            # A dense model continues from a checkpoint of its own architecture: the
+            # same-budget baseline that DeMoE's stage 2 is compared with.
+            model.load_state_dict(baseline.state_dict())
+        else:
+            raise ConfigError(
+                f"model.init_from ({directory}): a {baseline.config.name!r} checkpoint cannot "
+                f"initialise {model.config.name!r}"
+            )
     return model
 
 
