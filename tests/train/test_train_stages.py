@@ -113,6 +113,8 @@ def test_validation_and_ema(tmp_path):
     assert all(10 < value < 60 for value in result.validation.psnr.values())
     assert all(0 < value <= 1 for value in result.validation.ssim.values())
     assert 0 <= result.validation.router_accuracy <= 1
+    assert set(result.validation.psnr_by_task) <= {"defocus", "global_motion", "local_motion", "synth_global_motion", "low_light"}
+    assert len(result.validation.psnr_by_task) == 4  # labels 0..3 of FakePairs(4)
     checkpoint = tmp_path / "run" / "checkpoints" / "step-000004"
     assert (checkpoint / "ema.safetensors").is_file()
     last = load_file(str(tmp_path / "run" / "last" / "model.safetensors"))

@@ -3,12 +3,24 @@ determinism in (seed, epoch, index)), so training tests need no image files."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
 from demoe.config import TASK_NAMES
+
+
+SCRIPT = Path(__file__).with_name("train_script.py")  # runs a FakePairs training in a process
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def subprocess_env() -> dict:
+    """Environment for training subprocesses: this checkout's package, one thread per process."""
+    python_path = f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=python_path)
 
 
 class FakePairs:

@@ -114,6 +114,7 @@ class RuntimeConfig:
     channels_last: bool = True  # channels-last memory format (applied on CUDA only)
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+    cpu_threads: int = 0  # intra-op CPU threads (torch.set_num_threads); 0 = torch's default
 
 
 @dataclass
@@ -308,6 +309,7 @@ def validate(config: TrainConfig) -> None:
         ("optim.weight_decay", config.optim.weight_decay),
         ("optim.grad_clip", config.optim.grad_clip),
         ("train.num_workers", config.train.num_workers),
+        ("runtime.cpu_threads", config.runtime.cpu_threads),
         ("log.validate_every", config.log.validate_every),
         ("log.keep_checkpoints", config.log.keep_checkpoints),
         ("log.sample_images", config.log.sample_images),

@@ -270,6 +270,8 @@ def _run(
             f"across {context.world_size} processes"
         )
     local_batch_size = config.train.batch_size // context.world_size
+    if config.runtime.cpu_threads > 0:
+        torch.set_num_threads(config.runtime.cpu_threads)
     if config.runtime.deterministic:
         torch.use_deterministic_algorithms(True)
     if device.type == "cuda":
@@ -458,6 +460,7 @@ def _run(
             if config.optim.grad_clip > 0:
                 scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.grad_clip)
+            step_lr = optimizer.param_groups[0]["lr"]
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -472,7 +475,7 @@ def _run(
                 scalars = {
                     "train/loss": float(reported),
                     "train/pixel_loss": float(pixel_loss.detach()),
-                    "train/lr": optimizer.param_groups[0]["lr"],
+                    "train/lr": step_lr,
                     "train/images_per_second": window_images / max(elapsed, 1e-9),
                     "train/epoch": epoch,
                 }

@@ -57,6 +57,7 @@ class ValidationResult:
     ssim: dict[str, float]
     router_accuracy: float | None  # fraction of images whose blur type the router gets right
     count: int
+    psnr_by_task: dict[str, float] = field(default_factory=dict)  # per blur type (label)
     samples: list[torch.Tensor] = field(default_factory=list)  # (3, S, 3S): blurry|restored|sharp
 
     def scalars(self) -> dict[str, float]:
@@ -64,6 +65,8 @@ class ValidationResult:
         for name in sorted(self.psnr):
             values[f"val/psnr/{name}"] = self.psnr[name]
             values[f"val/ssim/{name}"] = self.ssim[name]
+        for task in sorted(self.psnr_by_task):
+            values[f"val/psnr_task/{task}"] = self.psnr_by_task[task]
         values["val/psnr"] = _mean(self.psnr.values())
         values["val/ssim"] = _mean(self.ssim.values())
         if self.router_accuracy is not None:
@@ -84,7 +87,8 @@ def validate(
     autocast_dtype: torch.dtype | None,
     num_samples: int = 0,
 ) -> ValidationResult:
-    """Run the model in eval mode (its default top-k routing) over the loader.
+    """Run the model in eval mode (its default top-k routing) over the loader; PSNR/SSIM on
+    outputs clamped to [0, 1], averaged per source dataset and per blur type.
 
     Leaves the model in eval mode; the training loop restores its own modes.
     """
@@ -92,6 +96,8 @@ def validate(
     psnr_sums: dict[str, float] = defaultdict(float)
     ssim_sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
+    task_sums: dict[str, float] = defaultdict(float)
+    task_counts: dict[str, int] = defaultdict(int)
     correct = total = 0
     samples: list[torch.Tensor] = []
     for batch in loader:
@@ -106,6 +112,9 @@ def validate(
             psnr_sums[name] += float(batch_psnr[index])
             ssim_sums[name] += float(batch_ssim[index])
             counts[name] += 1
+            task = model.task_names[int(batch["label"][index])]
+            task_sums[task] += float(batch_psnr[index])
+            task_counts[task] += 1
         if output.router_logits is not None:
             predicted = output.router_logits.argmax(1).cpu()
             correct += int((predicted == batch["label"]).sum())
@@ -118,5 +127,6 @@ def validate(
         ssim={name: ssim_sums[name] / counts[name] for name in counts},
         router_accuracy=correct / total if total else None,
         count=sum(counts.values()),
+        psnr_by_task={task: task_sums[task] / task_counts[task] for task in task_counts},
         samples=samples,
     )
