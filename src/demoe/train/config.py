@@ -241,10 +241,12 @@ def validate(config: TrainConfig) -> None:
         if config.train.forced_task is not None:
             raise ConfigError("train.forced_task needs a model with experts (stage 'experts')")
     else:
-        if not model_config.is_moe:
+        if not model_config.is_moe and config.model.init_from is None:
+            # A dense model in stage 2 is only the same-budget baseline continued from stage 1.
             raise ConfigError(
                 f"model.preset: stage 'experts' trains a model with MoE blocks; "
-                f"{config.model.preset!r} has none"
+                f"{config.model.preset!r} has none (a dense model needs model.init_from: it "
+                "continues a stage-1 run as the same-budget baseline)"
             )
         if config.model.init_from is None and config.train.trainable == "decoder":
             raise ConfigError(

@@ -76,6 +76,14 @@ def resolve_init_dir(path: str | os.PathLike) -> Path:
     return path / checkpointing.LAST_DIR if (path / checkpointing.LAST_DIR).is_dir() else path
 
 
+def _absolute_photos(photos: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+    if photos is None:
+        return None
+    if isinstance(photos, str):
+        return str(Path(photos).resolve())
+    return tuple(str(Path(folder).resolve()) for folder in photos)
+
+
 def build_training_model(config: TrainConfig) -> DeblurUNet:
     """The network of the config, initialised from a stage-1 baseline when model.init_from is set."""
     model = DeblurUNet(config.model_config())
@@ -163,7 +171,7 @@ def absolute_paths(config: TrainConfig) -> TrainConfig:
         return replace(
             section,
             manifest=None if section.manifest is None else str(Path(section.manifest).resolve()),
-            photos=None if section.photos is None else str(Path(section.photos).resolve()),
+            photos=_absolute_photos(section.photos),
         )
 
     init_from = config.model.init_from
