@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from demoe import __version__
-from demoe.cli import analyze, data, deblur, demo, evaluate, export, metrics, model_commands
+from demoe.cli import analyze, data, deblur, demo, evaluate, export, metrics, model_commands, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"demoe {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (model_commands, deblur, data, evaluate, metrics, analyze, export, demo):
+    for module in (model_commands, deblur, data, train, evaluate, metrics, analyze, export, demo):
         module.add_parsers(subparsers)
     return parser
 

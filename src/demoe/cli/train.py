@@ -1,0 +1,67 @@
+"""`demoe train CONFIG.yaml --out RUN_DIR [--resume] [--max-steps N] [--save-every N] [--set key=value ...]`.
+
+Also runs under `torchrun --nproc-per-node G -m demoe train ...` (one process per device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a YAML recipe (stage 1: baseline + router; stage 2: experts)",
+        description="Train a model from a YAML recipe (see configs/ and docs/training.md). "
+        "Run under `torchrun --nproc-per-node G -m demoe train ...` for several devices; "
+        "train.batch_size is the global batch.",
+    )
+    parser.add_argument("config", help="training configuration (YAML)")
+    parser.add_argument("--out", required=True, help="run directory (checkpoints, last/, logs)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest complete checkpoint in --out"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="stop after N optimizer steps in total (schedule unchanged)"
+    )
+    parser.add_argument(
+        "--save-every", type=int, default=None, help="steps between checkpoints (sets log.save_every)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config values by dotted key, YAML values (e.g. optim.lr=2e-4 train.batch_size=8)",
+    )
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from demoe.train import ConfigError, NonFiniteLossError, RunDirError, load_config, train
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    overrides = list(args.overrides)
+    if args.save_every is not None:
+        overrides.append(f"log.save_every={args.save_every}")
+    if args.max_steps is not None and args.max_steps <= 0:
+        print("demoe train: --max-steps must be > 0", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, overrides)
+        result = train(config, args.out, resume=args.resume, max_steps=args.max_steps)
+    except (ConfigError, RunDirError, FileNotFoundError) as error:
+        if is_main:
+            print(f"demoe train: {error}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as error:
+        if is_main:
+            print(f"demoe train: {error}", file=sys.stderr)
+        return 3
+    if is_main:
+        print(f"trained {result.step}/{result.total_steps} steps; model directory: {result.last_dir}")
+    return 0

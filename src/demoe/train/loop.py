@@ -1,0 +1,537 @@
+"""The training loop: both stages of the recipe, one process or many (torchrun + DDP).
+
+Stage "pretrain": a baseline with router, loss = pixel_weight * L1 + class_weight * CE(router).
+Stage "experts": DeMoE, initialised from a stage-1 baseline (model.init_from), with encoder and
+router frozen (train.trainable "decoder") and the dense softmax mixture of experts.
+
+Step s (0-based) of the run uses the global batch at positions [s * B, (s + 1) * B) of epoch
+s // steps_per_epoch's permutation; this, the per-rank RNG states in every checkpoint and
+deterministic dataset items make a resumed run end with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from demoe.checkpoints import WeightsNotFoundError, load_model
+from demoe.model import DeblurUNet, init_experts_from_baseline
+from demoe.train import checkpointing
+from demoe.train.config import ConfigError, DataConfig, TrainConfig, dump_config, parse_yaml
+from demoe.train.data import ResumableSampler, build_dataset, make_loader
+from demoe.train.distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    cleanup_distributed,
+    gather_objects,
+    setup_distributed,
+    wrap_for_training,
+)
+from demoe.train.validation import ValidationResult, validate
+
+CONFIG_FILE = "config.yaml"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without writing a checkpoint."""
+
+
+class RunDirError(RuntimeError):
+    """The run directory does not fit the request (an existing run without --resume, ...)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    step: int  # optimizer steps done
+    total_steps: int  # length of the schedule
+    last_dir: Path  # RUN_DIR/last
+    validation: ValidationResult | None  # the last validation, on rank 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Model construction
+
+
+def resolve_init_dir(path: str | os.PathLike) -> Path:
+    """A stage-1 run directory means its `last/` model directory."""
+    path = Path(path)
+    return path / checkpointing.LAST_DIR if (path / checkpointing.LAST_DIR).is_dir() else path
+
+
+def _absolute_photos(photos: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+    if photos is None:
+        return None
+    if isinstance(photos, str):
+        return str(Path(photos).resolve())
+    return tuple(str(Path(folder).resolve()) for folder in photos)
+
+
+def build_training_model(config: TrainConfig) -> DeblurUNet:
+    """The network of the config, initialised from a stage-1 baseline when model.init_from is set."""
+    model = DeblurUNet(config.model_config())
+    if config.model.init_from is not None:
+        directory = resolve_init_dir(config.model.init_from)
+        try:
+            baseline = load_model(directory)
+        except WeightsNotFoundError as error:
+            raise ConfigError(f"model.init_from: {error}") from None
+        if model.config.is_moe:
+            try:
+                init_experts_from_baseline(model, baseline)
+            except ValueError as error:
+                raise ConfigError(f"model.init_from ({directory}): {error}") from None
+        elif baseline.config.replace(name=model.config.name) == model.config:
+            # A dense model continues from a checkpoint of its own architecture: the
+            # same-budget baseline that DeMoE's stage 2 is compared with.
+            model.load_state_dict(baseline.state_dict())
+        else:
+            raise ConfigError(
+                f"model.init_from ({directory}): a {baseline.config.name!r} checkpoint cannot "
+                f"initialise {model.config.name!r}"
+            )
+    return model
+
+
+def frozen_modules(model: DeblurUNet, config: TrainConfig) -> list[nn.Module]:
+    """Modules that stay fixed: encoder (intro, encoders, downs) and router in stage 2 with
+    train.trainable "decoder"; none otherwise."""
+    if config.stage != "experts" or config.train.trainable != "decoder":
+        return []
+    modules: list[nn.Module] = [model.intro, model.encoders, model.downs]
+    if model.router is not None:
+        modules.append(model.router)
+    return modules
+
+
+def freeze(modules: list[nn.Module]) -> None:
+    for module in modules:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+
+
+def set_training_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
+    """Train mode, except frozen modules (eval: the router's BatchNorm statistics stay put)."""
+    model.train()
+    for module in frozen:
+        module.eval()
+
+
+class ExponentialMovingAverage:
+    """A shadow copy of the model whose weights follow decay * shadow + (1 - decay) * weights."""
+
+    def __init__(self, model: DeblurUNet, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: DeblurUNet) -> None:
+        for shadow, current in zip(self.model.parameters(), model.parameters()):
+            shadow.lerp_(current.detach(), 1 - self.decay)
+        for shadow, current in zip(self.model.buffers(), model.buffers()):
+            shadow.copy_(current)
+
+
+def cosine_factor(step: int, total_steps: int, lr: float, min_lr: float) -> float:
+    """Learning-rate multiplier at `step`: cosine annealing from lr to min_lr over the run."""
+    progress = min(step, total_steps) / total_steps
+    return (min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))) / lr
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """The config with its file paths made absolute (so the stored config.yaml is usable
+    from anywhere)."""
+
+    def data(section: DataConfig | None) -> DataConfig | None:
+        if section is None:
+            return None
+        return replace(
+            section,
+            manifest=None if section.manifest is None else str(Path(section.manifest).resolve()),
+            photos=_absolute_photos(section.photos),
+        )
+
+    init_from = config.model.init_from
+    return replace(
+        config,
+        model=replace(config.model, init_from=None if init_from is None else str(Path(init_from).resolve())),
+        data=replace(config.data, train=data(config.data.train), val=data(config.data.val)),
+    )
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    train_dataset: Dataset | None = None,
+    val_dataset: Dataset | None = None,
+) -> TrainResult:
+    """Train as the config says, writing checkpoints and logs into `run_dir`.
+
+    resume: continue from the newest complete checkpoint in run_dir (start fresh if none).
+    max_steps: stop after this many optimizer steps in total (the schedule is unchanged).
+    train_dataset / val_dataset: use these instead of building the config's data sections
+    (items as in demoe.data: blurry, sharp, label, dataset; with set_epoch).
+    Under torchrun each process calls this; the process group is set up and torn down here.
+    """
+    context = setup_distributed(config.runtime.device)
+    try:
+        return _run(absolute_paths(config), Path(run_dir), context, resume, max_steps, train_dataset, val_dataset)
+    finally:
+        cleanup_distributed()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = list(old) + [k for k in new if k not in old]
+        found = []
+        for key in keys:
+            found += _config_differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return found
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, context: DistributedContext) -> Path | None:
+    """Check the run directory and write config.yaml (rank 0); the checkpoint to resume."""
+    decision: tuple[str | None, str | None] = (None, None)  # (checkpoint, error)
+    if context.is_main:
+        existing = checkpointing.latest_checkpoint(run_dir)
+        if existing is not None and not resume:
+            decision = (None, f"{run_dir} already holds a training run (newest checkpoint "
+                        f"{existing.name}); pass --resume to continue it, or choose another --out")
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            checkpointing.remove_temporaries(run_dir)
+            config_path = run_dir / CONFIG_FILE
+            text = dump_config(config)
+            if resume and config_path.is_file():
+                changed = _config_differences(parse_yaml(config_path.read_text()), config.to_dict())
+                if changed:
+                    print(f"demoe train: warning: resuming with a changed configuration "
+                          f"({', '.join(changed)})", file=sys.stderr)
+            temporary = run_dir / f".{CONFIG_FILE}.tmp"
+            temporary.write_text(text)
+            os.replace(temporary, config_path)
+            decision = (None if existing is None else str(existing), None)
+    checkpoint, error = broadcast_object(decision, context)
+    if error is not None:
+        raise RunDirError(error)
+    return None if checkpoint is None else Path(checkpoint)
+
+
+def _precision(config: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, whether a GradScaler is used)."""
+    precision = config.runtime.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "bf16":
+        return torch.bfloat16, False
+    if precision == "fp16":
+        return torch.float16, True
+    return None, False
+
+
+def _run(
+    config: TrainConfig,
+    run_dir: Path,
+    context: DistributedContext,
+    resume: bool,
+    max_steps: int | None,
+    train_dataset: Dataset | None,
+    val_dataset: Dataset | None,
+) -> TrainResult:
+    device = context.device
+    if config.train.batch_size % context.world_size:
+        raise ConfigError(
+            f"train.batch_size: the global batch {config.train.batch_size} must divide evenly "
+            f"across {context.world_size} processes"
+        )
+    local_batch_size = config.train.batch_size // context.world_size
+    if config.runtime.cpu_threads > 0:
+        torch.set_num_threads(config.runtime.cpu_threads)
+    if config.runtime.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not config.runtime.deterministic
+        torch.set_float32_matmul_precision("high")
+
+    resume_from = _prepare_run_dir(run_dir, config, resume, context)
+
+    # Model: the same initial weights on every rank (DDP also broadcasts rank 0's).
+    _seed_everything(config.seed)
+    model = build_training_model(config)
+    frozen = frozen_modules(model, config)
+    freeze(frozen)
+    model.to(device)
+    if device.type == "cuda" and config.runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    ema = ExponentialMovingAverage(model, config.train.ema_decay) if config.train.ema_decay > 0 else None
+
+    # Data.
+    if train_dataset is None:
+        train_dataset = build_dataset(config.data.train, config.seed)
+    sampler = ResumableSampler(train_dataset, context.world_size, context.rank, config.seed)
+    steps_per_epoch = len(train_dataset) // config.train.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"train.batch_size: the training set has {len(train_dataset)} items, fewer than one "
+            f"global batch of {config.train.batch_size}"
+        )
+    total_steps = config.train.total_steps or config.train.epochs * steps_per_epoch
+    stop_step = total_steps if max_steps is None else min(total_steps, max_steps)
+    loader = make_loader(
+        train_dataset, sampler, local_batch_size, config.train.num_workers, device.type == "cuda"
+    )
+    val_loader = None
+    if context.is_main and (val_dataset is not None or config.data.val is not None):
+        if val_dataset is None:
+            val_dataset = build_dataset(config.data.val, config.seed)
+        val_dataset.set_epoch(0)
+        val_loader = DataLoader(val_dataset, batch_size=local_batch_size, num_workers=config.train.num_workers)
+
+    # Optimizer and schedule over the trainable parameters only.
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable,
+        lr=config.optim.lr,
+        betas=config.optim.betas,
+        eps=config.optim.eps,
+        weight_decay=config.optim.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: cosine_factor(step, total_steps, config.optim.lr, config.optim.min_lr)
+    )
+    autocast_dtype, use_scaler = _precision(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+
+    start_step = 0
+    restore_rng = None
+    if resume_from is not None:
+        model_state, ema_state, state = checkpointing.load_checkpoint(resume_from)
+        if state["global_batch_size"] != config.train.batch_size or state["steps_per_epoch"] != steps_per_epoch:
+            raise ConfigError(
+                f"train.batch_size: {resume_from} was written with a global batch of "
+                f"{state['global_batch_size']} and {state['steps_per_epoch']} steps per epoch; "
+                f"now {config.train.batch_size} and {steps_per_epoch}: the data position would not match"
+            )
+        model.load_state_dict(model_state, strict=True)
+        if ema is not None:
+            if ema_state is None:
+                raise ConfigError(f"train.ema_decay: {resume_from} holds no EMA weights")
+            ema.model.load_state_dict(ema_state, strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["grad_scaler"])
+        start_step = int(state["step"])
+        if len(state["rng"]) == context.world_size:
+            restore_rng = state["rng"][context.rank]
+        elif context.is_main:
+            print(f"demoe train: warning: {resume_from} was written by {len(state['rng'])} "
+                  f"processes, now {context.world_size}: random states are re-seeded",
+                  file=sys.stderr)
+
+    # Parameters that get no gradient in some steps make DDP wait for them unless told.
+    router_trainable = model.router is not None and any(p.requires_grad for p in model.router.parameters())
+    find_unused = config.train.forced_task is not None or (
+        router_trainable and config.loss.class_weight == 0 and not model.config.is_moe
+    )
+    train_model = wrap_for_training(model, context, find_unused)
+    if config.runtime.compile:
+        train_model = torch.compile(train_model)
+
+    # Random states last, right before the first step: dropout and router noise differ per rank.
+    if restore_rng is not None:
+        checkpointing.restore_rng_state(restore_rng, device)
+    else:
+        _seed_everything(config.seed + 1_000_003 * context.rank + start_step)
+
+    writer = None
+    if context.is_main and config.log.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR))
+
+    export_extra = {
+        "stage": config.stage,
+        "run_dir": str(run_dir.resolve()),
+        "weights": "ema" if ema is not None else "model",
+    }
+    task = config.train.forced_task or "auto"
+    last_validation: ValidationResult | None = None
+    progress = tqdm(
+        total=stop_step,
+        initial=start_step,
+        disable=not (context.is_main and config.log.progress),
+        desc=f"{config.stage}",
+        unit="step",
+        dynamic_ncols=True,
+    )
+    if start_step >= stop_step and context.is_main:
+        progress.write(f"nothing to do: the run is at step {start_step}, the stop step is {stop_step}")
+    set_training_mode(model, frozen)
+    iterator = None
+    window_start = time.perf_counter()
+    window_images = 0
+
+    def save(step: int) -> None:
+        rng_states = gather_objects(checkpointing.capture_rng_state(device), context)
+        if context.is_main:
+            training_state = {
+                "format_version": checkpointing.STATE_FORMAT_VERSION,
+                "step": step,
+                "epoch": step // steps_per_epoch,
+                "batch_in_epoch": step % steps_per_epoch,
+                "steps_per_epoch": steps_per_epoch,
+                "global_batch_size": config.train.batch_size,
+                "world_size": context.world_size,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "grad_scaler": scaler.state_dict(),
+                "rng": rng_states,
+            }
+            extra = {**export_extra, "step": step}
+            checkpointing.save_checkpoint(
+                run_dir, step, model, training_state, None if ema is None else ema.model, extra
+            )
+            checkpointing.save_last(run_dir, model if ema is None else ema.model, extra)
+            checkpointing.prune_checkpoints(run_dir, config.log.keep_checkpoints)
+        barrier(context)
+
+    try:
+        for step in range(start_step, stop_step):
+            epoch, batch_in_epoch = divmod(step, steps_per_epoch)
+            if iterator is None or batch_in_epoch == 0:
+                sampler.set_position(epoch, batch_in_epoch * local_batch_size)
+                train_dataset.set_epoch(epoch)
+                loader.generator.manual_seed(config.seed * 100_003 + epoch)
+                iterator = iter(loader)
+            batch = next(iterator)
+            blurry = batch["blurry"].to(device, non_blocking=True)
+            sharp = batch["sharp"].to(device, non_blocking=True).float()
+            labels = batch["label"].to(device, non_blocking=True)
+            if device.type == "cuda" and config.runtime.channels_last:
+                blurry = blurry.contiguous(memory_format=torch.channels_last)
+
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                output = train_model(blurry, task=task)
+            pixel_loss = F.l1_loss(output.image.float(), sharp)
+            loss = config.loss.pixel_weight * pixel_loss
+            class_loss = None
+            if config.loss.class_weight > 0:
+                class_loss = F.cross_entropy(output.router_logits.float(), labels)
+                loss = loss + config.loss.class_weight * class_loss
+
+            reported = all_reduce_mean(loss.detach(), context)
+            if not bool(torch.isfinite(reported)):
+                newest = checkpointing.latest_checkpoint(run_dir)
+                kept = f"the last good checkpoint is {newest}" if newest else "no checkpoint was written yet"
+                raise NonFiniteLossError(
+                    f"the training loss became {float(reported)} at step {step + 1} (epoch {epoch}); "
+                    f"stopping without saving. {kept}. Lower optim.lr or set optim.grad_clip, "
+                    "then continue with --resume."
+                )
+
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            grad_norm = None
+            if config.optim.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.grad_clip)
+            step_lr = optimizer.param_groups[0]["lr"]
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            if ema is not None:
+                ema.update(model)
+
+            done = step + 1
+            window_images += config.train.batch_size
+            progress.update(1)
+            if context.is_main and (done % config.log.log_every == 0 or done == stop_step):
+                elapsed = time.perf_counter() - window_start
+                scalars = {
+                    "train/loss": float(reported),
+                    "train/pixel_loss": float(pixel_loss.detach()),
+                    "train/lr": step_lr,
+                    "train/images_per_second": window_images / max(elapsed, 1e-9),
+                    "train/epoch": epoch,
+                }
+                if class_loss is not None:
+                    scalars["train/class_loss"] = float(class_loss.detach())
+                if grad_norm is not None:
+                    scalars["train/grad_norm"] = float(grad_norm)
+                if writer is not None:
+                    for name, value in scalars.items():
+                        writer.add_scalar(name, value, done)
+                progress.set_postfix(loss=f"{float(reported):.4f}", lr=f"{scalars['train/lr']:.2e}")
+                window_start, window_images = time.perf_counter(), 0
+
+            validate_now = val_loader is not None and (
+                (config.log.validate_every > 0 and done % config.log.validate_every == 0) or done == stop_step
+            )
+            if context.is_main and validate_now:
+                evaluated = model if ema is None else ema.model
+                last_validation = validate(
+                    evaluated, val_loader, device, autocast_dtype, config.log.sample_images
+                )
+                set_training_mode(model, frozen)
+                if ema is not None:
+                    ema.model.eval()
+                _log_validation(writer, progress, last_validation, done)
+            if done % config.log.save_every == 0 or done == stop_step:
+                save(done)
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.close()
+    return TrainResult(
+        run_dir=run_dir,
+        step=stop_step,
+        total_steps=total_steps,
+        last_dir=run_dir / checkpointing.LAST_DIR,
+        validation=last_validation,
+    )
+
+
+def _log_validation(writer: Any, progress: tqdm, result: ValidationResult, step: int) -> None:
+    scalars = result.scalars()
+    if writer is not None:
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, step)
+        for index, image in enumerate(result.samples):
+            writer.add_image(f"val/sample_{index}", image, step)
+    summary = f"validation at step {step}: PSNR {scalars['val/psnr']:.2f} dB, SSIM {scalars['val/ssim']:.4f}"
+    if result.router_accuracy is not None:
+        summary += f", router accuracy {result.router_accuracy:.3f}"
+    progress.write(summary)
