@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -13,8 +14,10 @@ from tqdm import tqdm
 
 from demoe.config import TASK_NAMES
 from demoe.data.manifest import SPLITS, PairRecord, write_manifest
-from demoe.data.synthetic import SynthConfig, load_photo, sharp_image_paths, synthesize_crop
 from demoe.imageio import from_float, write_image, write_rgb_float
+
+if TYPE_CHECKING:
+    from demoe.data.synthetic import SynthConfig
 
 # A blurry pixel counts as moving-object when the object covers at least this much of it
 # (it can change the 8-bit value from there on).
@@ -46,6 +49,8 @@ def add_synth_parser(data_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from demoe.data.synthetic import SynthConfig, sharp_image_paths
+
     for flag, value, low in (("--per-image", args.per_image, 1), ("--seed", args.seed, 0), ("--crop", args.crop, 0),
                              ("--max-side", args.max_side, 0)):
         if value < low:
@@ -87,6 +92,8 @@ def write_pairs(
     max_side: int,
     config: SynthConfig,
 ) -> list[PairRecord]:
+    from demoe.data.synthetic import load_photo, synthesize_crop
+
     """Synthesise and write every pair; pair (photo p, copy k, task t) is drawn from a
     generator seeded with (seed, p, k, TASK_NAMES index of t), so it does not depend on the
     other tasks chosen."""
