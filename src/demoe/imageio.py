@@ -127,10 +127,20 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
             _write_png16(temporary, array)
         else:
             Image.fromarray(array).save(temporary, format=Image.registered_extensions()[path.suffix.lower()])
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _read_umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide, not thread-safe
 
 
 def _write_png16(path: str, array: np.ndarray) -> None:
