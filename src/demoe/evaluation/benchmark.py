@@ -157,6 +157,7 @@ def run_benchmark(
         mask = _read_mask(record.mask)
         group = record.dataset if group_by == "dataset" else record.task
         name = Path(record.blurry).stem
+        probs = None
         if has_router:
             probs = deblurrer.classify(blurry)
             router_probs.append([probs[t] for t in deblurrer.task_names])
@@ -182,6 +183,9 @@ def run_benchmark(
                 "experts_used": experts,
                 "seconds": seconds,
             }
+            if probs is not None:
+                row["router_probs"] = probs
+                row["router_top"] = max(probs, key=probs.get)
             if sharp is not None:
                 scores = evaluate_pair(restored, sharp, record.dataset, mask=mask)
                 row.update({k: v for k, v in scores.items()})
