@@ -82,7 +82,8 @@ def real_tables(out: Path) -> str:
              "|---|---:|---|---:|---:|---:|---|"]
     by_dataset: dict[str, list[dict]] = defaultdict(list)
     for row in real:
-        by_dataset[row["source_dataset"]].append(row)
+        kind = "pairs" if "psnr" in row else "blurry only"
+        by_dataset[f"{row['source_dataset']}, {kind}"].append(row)
     for dataset, rs in by_dataset.items():
         task = rs[0]["task"]
         paired = "psnr" in rs[0]
