@@ -22,3 +22,19 @@ def randomize_(model: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
             else:
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * scale)
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_dir(tmp_path_factory):
+    """A demoe-tiny model directory with small random weights on every branch."""
+    import demoe
+
+    torch.manual_seed(0)
+    model = demoe.create_model("demoe-tiny")
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.dtype.is_floating_point and not name.endswith("running_var"):
+                tensor.add_(torch.randn_like(tensor) * 0.05)
+    directory = tmp_path_factory.mktemp("tiny-weights")
+    model.save_pretrained(directory)
+    return directory

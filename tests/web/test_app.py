@@ -26,16 +26,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    model = demoe.create_model("demoe-tiny")
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.dtype.is_floating_point and not name.endswith("running_var"):
-                tensor.add_(torch.randn_like(tensor) * 0.05)
-    directory = tmp_path_factory.mktemp("weights")
-    model.save_pretrained(directory)
-    return directory
+def weights_dir(tiny_weights_dir):
+    return tiny_weights_dir
 
 
 @pytest.fixture(scope="module")
