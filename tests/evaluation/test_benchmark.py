@@ -6,9 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
-import demoe
 from demoe.config import TASK_NAMES
 from demoe.data.manifest import PairRecord, write_manifest
 from demoe.evaluation.benchmark import Variant, run_benchmark, variants_from_options

@@ -9,11 +9,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-import demoe
-from demoe.config import TASK_NAMES
 from demoe.web.app import TASK_LABELS, DemoApp, DemoLimits, launch
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -83,8 +83,10 @@ def run_eval(args: argparse.Namespace) -> int:
         except LPIPSBackboneNotFoundError as error:
             print(f"demoe eval: LPIPS skipped: {error}", file=sys.stderr)
         else:
-            def extra(restored, sharp):
+            def lpips_of(restored, sharp):
                 return {} if sharp is None else {"lpips": lpips_distance(restored, sharp, lpips_model)}
+
+            extra = lpips_of
 
     variants = variants_from_options(args.task, args.top_k, args.manual, args.input_metrics)
     save_dir = None
