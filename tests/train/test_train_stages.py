@@ -147,3 +147,27 @@ def test_existing_run_needs_resume(tmp_path):
     train(config, tmp_path / "run", train_dataset=FakePairs(8))
     with pytest.raises(RunDirError, match="--resume"):
         train(config, tmp_path / "run", train_dataset=FakePairs(8))
+
+
+def test_router_calibration_trains_only_the_router_head(tmp_path, baseline_dir):
+    config = parse_config(tiny_config(
+        model={"preset": "nafnet-tiny-router", "init_from": str(baseline_dir)},
+        loss={"pixel_weight": 0.0, "class_weight": 1.0},
+        train={"trainable": "router"},
+    ))
+    train(config, tmp_path / "router", train_dataset=FakePairs(8))
+    before = load_file(str(baseline_dir / "model.safetensors"))
+    after = load_file(str(tmp_path / "router" / "last" / "model.safetensors"))
+    changed = _changed(before, after)
+    assert changed and all(key.startswith("router.") for key in changed)
+    assert any(key.endswith(".weight") and "classifier" in key for key in changed)
+
+
+def test_router_calibration_needs_a_pretrained_model_and_the_classification_loss_only(baseline_dir):
+    from demoe.train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.init_from"):
+        parse_config(tiny_config(loss={"pixel_weight": 0.0, "class_weight": 1.0}, train={"trainable": "router"}))
+    with pytest.raises(ConfigError, match="classification loss only"):
+        parse_config(tiny_config(model={"preset": "nafnet-tiny-router", "init_from": str(baseline_dir)},
+                                 train={"trainable": "router"}))

@@ -26,7 +26,7 @@ import yaml
 from demoe.config import TASK_NAMES, ModelConfig, get_preset
 
 Stage = Literal["pretrain", "experts"]
-Trainable = Literal["all", "decoder"]
+Trainable = Literal["all", "decoder", "router"]
 DataKind = Literal["manifest", "synthetic"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -99,7 +99,8 @@ class TrainLoopConfig:
     total_steps: int | None = None  # optimizer steps; overrides epochs (and sets the schedule)
     # Stage 2: which parameters train. "decoder" freezes intro, encoders, downs and the router
     # (router kept in eval mode, so its BatchNorm statistics stay); "all" trains everything
-    # (ablation: fine-tune the whole pre-trained network).
+    # (ablation: fine-tune the whole pre-trained network); "router" (with model.init_from, CE
+    # only) trains the router head alone on a pre-trained network: router calibration.
     trainable: Trainable = "decoder"
     # Task-specific DeMoE* (ablation): route every image to this expert (a TASK_NAMES entry).
     forced_task: str | None = None
@@ -236,8 +237,15 @@ def validate(config: TrainConfig) -> None:
                 f"model.preset: stage 'pretrain' trains a baseline (num_experts == 0); "
                 f"{config.model.preset!r} has experts — use stage 'experts' or a baseline preset"
             )
-        if config.model.init_from is not None:
-            raise ConfigError("model.init_from is only used in stage 'experts'")
+        if config.train.trainable == "router":
+            # Router calibration: a pre-trained baseline's router head alone, trained with CE.
+            if config.model.init_from is None:
+                raise ConfigError("train.trainable: 'router' calibrates a pre-trained model's router; set model.init_from")
+            if config.loss.class_weight <= 0 or config.loss.pixel_weight != 0:
+                raise ConfigError("train.trainable 'router' trains with the classification loss only: "
+                                  "set loss.pixel_weight 0 and loss.class_weight > 0")
+        elif config.model.init_from is not None:
+            raise ConfigError("model.init_from is only used in stage 'experts' (or with train.trainable 'router')")
         if config.train.forced_task is not None:
             raise ConfigError("train.forced_task needs a model with experts (stage 'experts')")
     else:

@@ -113,6 +113,9 @@ def build_training_model(config: TrainConfig) -> DeblurUNet:
 def frozen_modules(model: DeblurUNet, config: TrainConfig) -> list[nn.Module]:
     """Modules that stay fixed: encoder (intro, encoders, downs) and router in stage 2 with
     train.trainable "decoder"; none otherwise."""
+    if config.train.trainable == "router":
+        # Router calibration: everything but the router head stays as pre-trained.
+        return [module for name, module in model.named_children() if name != "router"]
     if config.stage != "experts" or config.train.trainable != "decoder":
         return []
     modules: list[nn.Module] = [model.intro, model.encoders, model.downs]
