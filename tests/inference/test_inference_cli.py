@@ -243,7 +243,10 @@ def test_options_reach_the_pipeline(tmp_path, model_dir, capsys):
     assert len(json.loads((tmp_path / "r.jsonl").read_text())["experts_used"]) == 2
 
 
-def test_usage_errors_exit_2_with_a_clear_message(tmp_path, model_dir, capsys):
+def test_usage_errors_exit_2_with_a_clear_message(tmp_path, model_dir, capsys, monkeypatch):
+    import demoe.checkpoints
+
+    monkeypatch.setattr(demoe.checkpoints, "BUNDLED_DIR", tmp_path / "no-bundle")  # none shipped
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
     assert main(["deblur", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--device", "cpu"]) == 2
     assert "convert-official" in capsys.readouterr().err  # no bundled weights

@@ -236,7 +236,10 @@ def test_non_finite_half_precision_results_are_redone_in_fp32():
     assert tiled.fp32_fallback and np.isfinite(tiled.image).all()
 
 
-def test_deblurrer_loads_directories_and_refuses_missing_weights(tmp_path):
+def test_deblurrer_loads_directories_and_refuses_missing_weights(tmp_path, monkeypatch):
+    import demoe.checkpoints
+
+    monkeypatch.setattr(demoe.checkpoints, "BUNDLED_DIR", tmp_path / "no-bundle")  # none shipped
     model = tiny_model()
     model.save_pretrained(str(tmp_path / "model"))
     image = quantized(photo(20, 20, 3), np.uint8)
