@@ -171,3 +171,11 @@ def test_router_calibration_needs_a_pretrained_model_and_the_classification_loss
     with pytest.raises(ConfigError, match="classification loss only"):
         parse_config(tiny_config(model={"preset": "nafnet-tiny-router", "init_from": str(baseline_dir)},
                                  train={"trainable": "router"}))
+
+
+def test_stage1_warm_start_continues_from_a_model_directory(tmp_path, baseline_dir):
+    config = parse_config(tiny_config(model={"preset": "nafnet-tiny-router", "init_from": str(baseline_dir)}))
+    model = build_training_model(config)
+    expected = load_file(str(baseline_dir / "model.safetensors"))
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)

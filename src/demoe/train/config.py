@@ -244,8 +244,8 @@ def validate(config: TrainConfig) -> None:
             if config.loss.class_weight <= 0 or config.loss.pixel_weight != 0:
                 raise ConfigError("train.trainable 'router' trains with the classification loss only: "
                                   "set loss.pixel_weight 0 and loss.class_weight > 0")
-        elif config.model.init_from is not None:
-            raise ConfigError("model.init_from is only used in stage 'experts' (or with train.trainable 'router')")
+        # Otherwise model.init_from in stage 1 is a warm start: training continues from the
+        # weights of a model directory of the same architecture (new optimizer and schedule).
         if config.train.forced_task is not None:
             raise ConfigError("train.forced_task needs a model with experts (stage 'experts')")
     else:
