@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from demoe.config import ModelConfig, get_preset
+from demoe.fileio import atomic_write
 from demoe.model import DeblurUNet
 
 CONFIG_FILE = "config.json"
@@ -44,23 +44,12 @@ def save_pretrained(model: DeblurUNet, directory: str | os.PathLike, extra: dict
     config = {"format_version": FORMAT_VERSION, "model": model.config.to_dict()}
     if extra:
         config["extra"] = extra
-    _atomic_write(directory / WEIGHTS_FILE, lambda path: save_file(state, str(path)))
-    _atomic_write(
+    atomic_write(directory / WEIGHTS_FILE, lambda path: save_file(state, str(path)))
+    atomic_write(
         directory / CONFIG_FILE,
         lambda path: Path(path).write_text(json.dumps(config, indent=2) + "\n"),
     )
     return directory
-
-
-def _atomic_write(target: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def read_config(directory: str | os.PathLike) -> ModelConfig:

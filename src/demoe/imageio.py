@@ -9,13 +9,14 @@ reader for the deblurring tool (alpha, ICC profile, bit depth kept) is `demoe.in
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import tifffile
 from PIL import Image, ImageOps
+
+from demoe.fileio import atomic_write
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -115,10 +116,8 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write (H, W[, C]) uint8/uint16 pixels atomically (temporary file in the same folder,
     then rename). PNG/TIFF keep 16 bits; the format follows the suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
+
+    def write(temporary: str) -> None:
         if path.suffix.lower() in TIFF_SUFFIXES:
             tifffile.imwrite(temporary, array)
         elif array.dtype == np.uint16:
@@ -127,20 +126,8 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
             _write_png16(temporary, array)
         else:
             Image.fromarray(array).save(temporary, format=Image.registered_extensions()[path.suffix.lower()])
-        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
-
-def _read_umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-_UMASK = _read_umask()  # read once at import: os.umask is process-wide, not thread-safe
+    atomic_write(path, write)
 
 
 def _write_png16(path: str, array: np.ndarray) -> None:
