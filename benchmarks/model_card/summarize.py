@@ -32,7 +32,7 @@ def four_class(task: str) -> str:
 def synthetic_tables(out: Path) -> str:
     demoe_rows = rows(out / "synth-demoe" / "per_image.jsonl")
     others = {
-        name: rows(out / folder / "per_image.jsonl")
+        name: [r for r in rows(out / folder / "per_image.jsonl") if r["method"] != "Blurry input"]
         for name, folder in (("NAFNet (same budget)", "synth-baseline"), ("NAFNet (stage 1)", "synth-stage1"))
         if (out / folder / "per_image.jsonl").is_file()
     }
