@@ -69,7 +69,7 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     )
 
 
-def _resize_matrix(in_length: int, out_length: int, scale: float, antialiasing: bool) -> np.ndarray:
+def resize_matrix(in_length: int, out_length: int, scale: float, antialiasing: bool) -> np.ndarray:
     """(out_length, in_length) matrix of MATLAB's bicubic imresize along one axis, with MATLAB's
     symmetric border handling folded in."""
     kernel_width = 4.0
@@ -95,8 +95,8 @@ def matlab_imresize(image: np.ndarray, scale: float, antialiasing: bool = True) 
     """MATLAB's `imresize(image, scale)` (bicubic) for an (H, W) float image; output
     ceil(H * scale) x ceil(W * scale), float64, not rounded."""
     height, width = image.shape
-    rows = _resize_matrix(height, math.ceil(height * scale), scale, antialiasing)
-    columns = _resize_matrix(width, math.ceil(width * scale), scale, antialiasing)
+    rows = resize_matrix(height, math.ceil(height * scale), scale, antialiasing)
+    columns = resize_matrix(width, math.ceil(width * scale), scale, antialiasing)
     return rows @ image.astype(np.float64) @ columns.T
 
 
