@@ -80,6 +80,37 @@ def test_cli_writes_tables_and_json(manifest, weights, tmp_path):
     assert "DeMoE k=1" in table and "DeMoE k=5" in table and "synthetic" in table
 
 
+def test_no_reference_sets_get_musiq_and_nrqm(manifest, weights, tmp_path, capsys):
+    """Blurry-only records (Real-LOLBlur) are scored with every no-reference metric given."""
+    from pathlib import Path
+
+    import torch
+    from musiq_reference import random_state_dict
+
+    from demoe.cli import main
+    from demoe.evaluation.musiq import MUSIQ, MUSIQConfig, load_musiq, musiq_score
+    from demoe.evaluation.nrqm import load_nrqm_model, nrqm
+
+    musiq_file = tmp_path / "musiq.pth"
+    shapes = {k: v.shape for k, v in MUSIQ(MUSIQConfig(hidden_size=48, mlp_dim=64, num_layers=1)).state_dict().items()}
+    torch.save(random_state_dict(shapes, 5), musiq_file)
+    nrqm_file = Path(__file__).parents[1] / "data" / "nrqm_synthetic_model.mat"
+    argv = ["eval", "--weights", str(weights), "--manifest", str(manifest), "--input-metrics", "--json", "--quiet",
+            "--musiq-weights", str(musiq_file), "--nrqm-weights", str(nrqm_file)]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    night = [row for row in report["per_image"] if row["source_dataset"] == "Real-LOLBlur"]
+    assert len(night) == 2
+    blurry = read_array(night[0]["blurry"])
+    for row in night:
+        assert {"niqe", "musiq", "nrqm"} <= set(row)
+        if row["method"] == "Blurry input":  # the restored image is the input itself: check the values
+            assert row["musiq"] == pytest.approx(musiq_score(blurry, load_musiq(musiq_file)), abs=1e-5)
+            assert row["nrqm"] == pytest.approx(nrqm(blurry, load_nrqm_model(nrqm_file)))
+    assert all("musiq" not in row for row in report["per_image"] if row["source_dataset"] == "synthetic")
+    assert report["table"]["metrics"]["Real-LOLBlur"] == ["musiq", "nrqm", "niqe"]  # Table 1's column order
+
+
 def test_cli_names_missing_files(tmp_path, weights):
     write_manifest(tmp_path / "m.jsonl", [PairRecord(str(tmp_path / "gone.png"), None, "defocus", "x", "test")])
     result = subprocess.run(

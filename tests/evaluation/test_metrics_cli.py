@@ -3,12 +3,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from musiq_reference import random_state_dict
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from demoe.cli import main
 from demoe.evaluation.folders import PairingError, match_pairs, mean_scores
 from demoe.evaluation.lpips import BACKBONE_FILES, alexnet_features
-from demoe.evaluation.no_reference import UnsupportedMetricError, musiq, nrqm
+from demoe.evaluation.musiq import MUSIQ, MUSIQConfig, load_musiq, musiq_score
 from demoe.imageio import write_image
 
 
@@ -136,15 +137,93 @@ def test_mean_scores_skips_text_fields():
     }
 
 
-def test_musiq_and_nrqm_are_explicitly_unsupported(tmp_path):
-    image = np.zeros((8, 8, 3), np.uint8)
-    with pytest.raises(FileNotFoundError, match="weights"):
-        musiq(image, None)
-    with pytest.raises(FileNotFoundError, match="not a file"):
-        nrqm(image, tmp_path / "NRQM_model.mat")
-    weights = tmp_path / "musiq.pth"
-    weights.write_bytes(b"0")
-    with pytest.raises(UnsupportedMetricError, match="MUSIQ is not implemented.*niqe"):
-        musiq(image, weights)
-    with pytest.raises(NotImplementedError, match="NRQM"):
-        nrqm(image, weights)
+SMALL_MUSIQ = MUSIQConfig(hidden_size=48, mlp_dim=64, num_layers=1)  # 6 heads, 3 scales: loads without overrides
+
+
+def small_musiq_file(tmp_path):
+    shapes = {k: v.shape for k, v in MUSIQ(SMALL_MUSIQ).state_dict().items()}
+    path = tmp_path / "musiq.pth"
+    torch.save(random_state_dict(shapes, 3), path)
+    return path
+
+
+def textured(seed, size=(200, 240)):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0 : size[0], 0 : size[1]] / 50
+    base = 0.5 + 0.3 * np.sin(x + seed)[..., None] * np.cos(y)[..., None]
+    return (np.clip(base + 0.1 * rng.standard_normal((*size, 3)), 0, 1) * 255).astype(np.uint8)
+
+
+def test_no_reference_only_folder(tmp_path, capsys):
+    from demoe.evaluation.niqe import niqe
+
+    weights = small_musiq_file(tmp_path)
+    images = {"a.png": textured(0), "sub/b.png": textured(1, (210, 230)), "tiny.png": textured(2, (60, 70))}
+    for name, image in images.items():
+        write_image(tmp_path / "restored" / name, image)
+    report = run_json(capsys, tmp_path / "restored", "--niqe", "--musiq-weights", weights)
+    rows = {row["name"]: row for row in report["per_image"]}
+    assert list(rows) == ["a.png", "sub/b.png", "tiny.png"]
+    model = load_musiq(weights)
+    for name, image in images.items():
+        assert rows[name]["musiq"] == pytest.approx(musiq_score(image, model), abs=1e-5)
+    assert rows["a.png"]["niqe"] == pytest.approx(niqe(images["a.png"]))
+    # NIQE cannot score a 60x70 image: None with the reason, left out of the mean.
+    assert rows["tiny.png"]["niqe"] is None and "niqe_error" in rows["tiny.png"]
+    assert report["mean"]["niqe"] == pytest.approx((rows["a.png"]["niqe"] + rows["sub/b.png"]["niqe"]) / 2)
+    assert report["mean"]["musiq"] == pytest.approx(np.mean([row["musiq"] for row in rows.values()]))
+    assert main(["metrics", str(tmp_path / "restored"), "--niqe"]) == 0  # the plain table prints too
+    table = capsys.readouterr().out
+    assert "tiny.png" in table and "mean" in table
+
+
+def test_no_reference_metric_added_to_pairs(tmp_path, capsys):
+    restored_dir, sharp_dir, pairs = make_folders(tmp_path, count=2)
+    weights = small_musiq_file(tmp_path)
+    report = run_json(capsys, restored_dir, sharp_dir, "--musiq-weights", weights)
+    model = load_musiq(weights)
+    for record in report["per_image"]:
+        assert record["musiq"] == pytest.approx(musiq_score(pairs[record["name"]][0], model), abs=1e-5)
+        assert "psnr" in record and "niqe" not in record
+
+
+def test_nrqm_from_its_model_file(tmp_path, capsys):
+    from pathlib import Path
+
+    from demoe.evaluation.nrqm import load_nrqm_model, nrqm
+
+    model_file = Path(__file__).parents[1] / "data" / "nrqm_synthetic_model.mat"  # see test_nrqm.py
+    images = {"a.png": textured(3, (96, 120)), "b.png": textured(4, (100, 90)), "small.png": textured(5, (40, 200))}
+    for name, image in images.items():
+        write_image(tmp_path / "restored" / name, image)
+    report = run_json(capsys, tmp_path / "restored", "--nrqm-weights", model_file)
+    rows = {row["name"]: row for row in report["per_image"]}
+    model = load_nrqm_model(model_file)
+    for name in ("a.png", "b.png"):
+        assert rows[name]["nrqm"] == pytest.approx(nrqm(images[name], model))
+    assert rows["small.png"]["nrqm"] is None and "at least" in rows["small.png"]["nrqm_error"]
+    assert report["mean"]["nrqm"] == pytest.approx((rows["a.png"]["nrqm"] + rows["b.png"]["nrqm"]) / 2)
+    broken = tmp_path / "NRQM_model.mat"
+    broken.write_bytes(b"MATLAB 5.0 MAT-file, broken")
+    report = run_json(capsys, tmp_path / "restored", "--niqe", "--nrqm-weights", broken)
+    assert "nrqm" in report["skipped"] and "nrqm" not in report["per_image"][0]
+
+
+def test_missing_musiq_weights_skip_only_musiq(tmp_path, capsys):
+    restored_dir, sharp_dir, _ = make_folders(tmp_path, count=1)
+    report = run_json(capsys, restored_dir, sharp_dir, "--musiq-weights", tmp_path / "musiq_koniq_ckpt-e95806b9.pth")
+    assert "does not ship or download" in report["skipped"]["musiq"]
+    assert "psnr" in report["mean"] and "musiq" not in report["mean"]
+    # Without ground truth and nothing else to compute: an error, not an empty report.
+    assert main(["metrics", str(restored_dir), "--musiq-weights", str(tmp_path / "missing.pth")]) == 2
+    assert "no metric left to compute" in capsys.readouterr().err
+
+
+def test_no_reference_mode_argument_errors(tmp_path, capsys):
+    restored_dir, _, _ = make_folders(tmp_path, count=1)
+    assert main(["metrics", str(restored_dir)]) == 2
+    assert "ask for a no-reference metric" in capsys.readouterr().err
+    assert main(["metrics", str(restored_dir), "--niqe", "--lpips", "alex"]) == 2
+    assert "--lpips need(s) SHARP_DIR" in capsys.readouterr().err
+    assert main(["metrics", str(tmp_path / "nowhere"), "--niqe"]) == 2
+    assert "not a folder" in capsys.readouterr().err

@@ -38,6 +38,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     evaluate.add_argument("--lpips", choices=["alex", "vgg"], default=None, help="also compute LPIPS with this backbone")
     evaluate.add_argument("--lpips-backbone", default=None, help="backbone weights file for LPIPS (never downloaded)")
+    evaluate.add_argument(
+        "--musiq-weights", metavar="FILE", help="also score sets without ground truth with MUSIQ (never downloaded)"
+    )
+    evaluate.add_argument(
+        "--nrqm-weights", metavar="FILE", help="also score sets without ground truth with NRQM (NRQM_model.mat)"
+    )
     evaluate.add_argument("--save-images", action="store_true", help="write restored images under OUT/images")
     evaluate.add_argument("--json", action="store_true", help="print the table, router study and per-image rows as JSON")
     evaluate.add_argument("--out", default=None, help="folder for per_image.jsonl, table.{md,csv,json}, router.json")
@@ -88,6 +94,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
             extra = lpips_of
 
+    from demoe.evaluation.no_reference import load_no_reference
+
+    no_reference, skipped = load_no_reference(True, args.musiq_weights, args.nrqm_weights, device=str(deblurrer.device))
+    for metric, why in skipped.items():
+        print(f"demoe eval: {metric.upper()} skipped: {why}", file=sys.stderr)
+
     variants = variants_from_options(args.task, args.top_k, args.manual, args.input_metrics)
     save_dir = None
     if args.save_images:
@@ -108,6 +120,7 @@ def run_eval(args: argparse.Namespace) -> int:
         group_by=args.group_by,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
+        no_reference=no_reference,
         extra_metrics=extra,
         progress=not (args.quiet or args.json),
         save_dir=save_dir,

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from demoe.analysis.router import router_study
 from demoe.analysis.tables import build_table, method_label, to_csv, to_json, to_markdown
 from demoe.data.manifest import PairRecord
-from demoe.evaluation.niqe import niqe
+from demoe.evaluation.no_reference import NoReferenceScorer
 from demoe.evaluation.protocols import evaluate_pair
 from demoe.imageio import as_rgb, read_array
 from demoe.inference import Deblurrer
@@ -132,17 +132,20 @@ def run_benchmark(
     group_by: GroupBy = "dataset",
     tile: int = 0,
     tile_overlap: int = 32,
-    no_reference: bool = True,
+    no_reference: NoReferenceScorer | bool = True,
     extra_metrics: Callable[[np.ndarray, np.ndarray | None], dict] | None = None,
     progress: bool = True,
     save_dir: str | os.PathLike | None = None,
 ) -> BenchmarkResult:
     """Restore and score every record under every variant.
 
-    no_reference: score blurry-only records (sharp None) with NIQE.
+    no_reference: score blurry-only records (sharp None) with these no-reference metrics
+        (True: NIQE only; False: not at all).
     extra_metrics(restored, sharp) -> dict adds metrics (e.g. LPIPS) to each row.
     save_dir: also write every restored image there, as <variant>/<group>/<name>.png.
     """
+    if no_reference is True:
+        no_reference = NoReferenceScorer()
     rows: list[dict] = []
     router_probs, router_labels, router_groups = [], [], []
     has_router = deblurrer.model.config.router
@@ -190,11 +193,7 @@ def run_benchmark(
                 scores = evaluate_pair(restored, sharp, record.dataset, mask=mask)
                 row.update({k: v for k, v in scores.items()})
             elif no_reference:
-                try:
-                    row["niqe"] = niqe(restored)
-                except ValueError as error:  # e.g. smaller than NIQE's two 96x96 blocks
-                    row["niqe"] = None
-                    row["niqe_error"] = str(error)
+                row.update(no_reference(restored))  # None + <metric>_error where an image is too small
             if extra_metrics is not None:
                 row.update(extra_metrics(restored, sharp))
             if save_dir is not None and variant.kind != "input":

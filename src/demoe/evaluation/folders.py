@@ -1,4 +1,5 @@
-"""Scoring a folder of restored images against a folder of ground truths (`demoe metrics`).
+"""Scoring a folder of restored images against a folder of ground truths (`demoe metrics`),
+or on its own with no-reference metrics (NIQE, MUSIQ, NRQM) when there is no ground truth.
 
 Pairs are matched by file name without extension (relative path inside the folder, so nested
 folders work too): `restored/0001.png` pairs with `sharp/0001.tif`. Every file must have a
@@ -17,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from demoe.evaluation.lpips import LPIPS, lpips_distance
-from demoe.evaluation.niqe import niqe
+from demoe.evaluation.no_reference import NoReferenceScorer
 from demoe.evaluation.protocols import Protocol, evaluate_pair
 from demoe.imageio import as_rgb, read_array
 
@@ -100,28 +101,35 @@ class FolderScores:
         return result
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool)
+
+
 def mean_scores(per_image: list[dict]) -> dict[str, float]:
-    """Mean over images of each numeric field present for every image."""
+    """Mean over images of each numeric field every image has. A metric an image could not be
+    scored with (None, with the reason in `<metric>_error`) leaves that image out of its mean."""
     if not per_image:
         return {}
-    first = per_image[0]
-    keys = [key for key, value in first.items() if isinstance(value, float | int) and not isinstance(value, bool)]
-    return {
-        key: float(np.mean([record[key] for record in per_image]))
-        for key in keys
-        if all(key in record for record in per_image)
-    }
+    keys = [key for key, value in per_image[0].items() if _is_number(value) or value is None]
+    means = {}
+    for key in keys:
+        if not all(key in record for record in per_image):
+            continue
+        values = [record[key] for record in per_image if _is_number(record[key])]
+        if values:
+            means[key] = float(np.mean(values))
+    return means
 
 
 def score_folders(
     pairs: list[ImagePair],
     protocol: Protocol,
     lpips_model: LPIPS | None = None,
-    with_niqe: bool = False,
+    no_reference: NoReferenceScorer | None = None,
     progress: bool = True,
 ) -> FolderScores:
     """Score every pair with `protocol` (see `demoe.evaluation.protocols`), plus LPIPS against
-    the ground truth and NIQE of the restored image when asked."""
+    the ground truth and the no-reference metrics of the restored image when given."""
     scores = FolderScores()
     # disable=None: tqdm shows the bar only when stderr is a terminal
     for pair in tqdm(pairs, desc="metrics", unit="image", disable=None if progress else True):
@@ -136,26 +144,45 @@ def score_folders(
         record.update(evaluate_pair(restored, sharp, protocol.name, mask=mask, protocol=protocol))
         if lpips_model is not None:
             record["lpips"] = lpips_distance(restored, sharp, lpips_model)
-        if with_niqe:
-            record["niqe"] = niqe(restored)
+        if no_reference is not None:
+            record.update(no_reference(restored))
+        scores.per_image.append(record)
+    scores.mean = mean_scores(scores.per_image)
+    return scores
+
+
+def score_folder_no_reference(
+    restored_dir: str | os.PathLike, no_reference: NoReferenceScorer, progress: bool = True
+) -> FolderScores:
+    """No-reference metrics of every image under `restored_dir` (sets without ground truth,
+    such as Real-LOLBlur)."""
+    images = list_images(restored_dir)
+    if not images:
+        raise PairingError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {restored_dir}")
+    scores = FolderScores()
+    for path in tqdm(images.values(), desc="metrics", unit="image", disable=None if progress else True):
+        record: dict = {"name": path.relative_to(restored_dir).as_posix()}
+        record.update(no_reference(as_rgb(read_array(path))))
         scores.per_image.append(record)
     scores.mean = mean_scores(scores.per_image)
     return scores
 
 
 def format_table(scores: FolderScores) -> str:
-    """A plain-text table: one row per image and a final mean row."""
+    """A plain-text table: one row per image and a final mean row ("-" where a metric could
+    not score an image)."""
     if not scores.per_image:
         return "no images"
-    columns = [key for key in scores.per_image[0] if key not in ("name", "protocol")]
+    columns = [key for key, value in scores.per_image[0].items() if _is_number(value) or value is None]
     width = max(len("mean"), *(len(record["name"]) for record in scores.per_image))
 
-    def cell(value: float) -> str:
+    def cell(value: float | None) -> str:
+        if value is None:
+            return f"{'-':>10}"
         return f"{value:>10.4f}" if math.isfinite(value) else f"{value:>10}"
 
     lines = [f"{'name':<{width}}" + "".join(f"{column:>10}" for column in columns)]
     for record in scores.per_image:
-        lines.append(f"{record['name']:<{width}}" + "".join(cell(record[column]) for column in columns))
-    means = "".join(cell(scores.mean[column]) for column in columns if column in scores.mean)
-    lines.append(f"{'mean':<{width}}" + means)
+        lines.append(f"{record['name']:<{width}}" + "".join(cell(record.get(column)) for column in columns))
+    lines.append(f"{'mean':<{width}}" + "".join(cell(scores.mean.get(column)) for column in columns))
     return "\n".join(lines)

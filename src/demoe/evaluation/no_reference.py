@@ -1,51 +1,92 @@
-"""Learned no-reference metrics used for Real-LOLBlur: MUSIQ and NRQM — entry points only.
+"""No-reference metrics of the Real-LOLBlur column: NIQE, MUSIQ and NRQM, as one scorer.
 
-demoe computes NIQE itself (`demoe.evaluation.niqe`), fully offline. MUSIQ (a multi-scale image
-transformer) and NRQM (Ma et al.'s regression forests over hand-made features) need their
-authors' trained weights, which demoe does not ship and never downloads, and their
-architectures are not implemented in demoe. These functions check the weight file the user
-names and then raise `UnsupportedMetricError`, so a caller gets one clear, specific answer
-instead of a silently missing column. Use pyiqa (`pyiqa.create_metric("musiq")`,
-`pyiqa.create_metric("nrqm")`) on the restored images for these two numbers.
+- NIQE (`demoe.evaluation.niqe`): fully offline, its pristine model ships with demoe. Lower is
+  better.
+- MUSIQ (`demoe.evaluation.musiq`): a transformer; needs a trained weights file the user gives
+  (e.g. pyiqa's `musiq_koniq_ckpt-e95806b9.pth`). Higher is better.
+- NRQM (`demoe.evaluation.nrqm`): regression forests over hand-made features; needs Ma et al.'s
+  model file `NRQM_model.mat`. Higher is better.
+
+demoe never downloads weights. `load_no_reference` returns the scorer for the metrics it could
+load and, for each metric whose file is missing or unusable, the reason, so that a caller can
+say why a column is empty and still compute the others.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-SUPPORTED_NO_REFERENCE = ("niqe",)
+from demoe.evaluation.musiq import MUSIQ, MUSIQWeightsError, load_musiq, musiq_score
+from demoe.evaluation.niqe import niqe
+from demoe.evaluation.nrqm import NRQMModel, load_nrqm_model
+from demoe.evaluation.nrqm import nrqm as nrqm_score
+
+NO_REFERENCE_METRICS = ("niqe", "musiq", "nrqm")
+HIGHER_IS_BETTER = {"niqe": False, "musiq": True, "nrqm": True}
 
 
-class UnsupportedMetricError(NotImplementedError):
-    """A metric demoe names but does not compute (its architecture is not implemented)."""
+@dataclass(frozen=True)
+class NoReferenceScorer:
+    """Scores one restored image with every metric it holds."""
+
+    niqe: bool = True
+    musiq: MUSIQ | None = None
+    nrqm: NRQMModel | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        held = {"niqe": self.niqe, "musiq": self.musiq is not None, "nrqm": self.nrqm is not None}
+        return tuple(name for name in NO_REFERENCE_METRICS if held[name])
+
+    def __call__(self, image: np.ndarray) -> dict[str, float | str | None]:
+        """{metric: score} for an (H, W, 3) image; an image a metric cannot score (too small)
+        gets None and `<metric>_error` with the reason."""
+        scores: dict[str, float | str | None] = {}
+        for name in self.names:
+            try:
+                if name == "niqe":
+                    scores[name] = niqe(image)
+                elif name == "musiq":
+                    scores[name] = musiq_score(image, self.musiq)
+                else:
+                    scores[name] = nrqm_score(image, self.nrqm)
+            except ValueError as error:
+                scores[name] = None
+                scores[f"{name}_error"] = str(error)
+        return scores
 
 
-def _check_weights(metric: str, weights: str | os.PathLike | None) -> Path:
-    if weights is None:
-        raise FileNotFoundError(f"{metric} needs its trained weights file; demoe does not ship or download it")
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"{metric} weights not found: {path} is not a file")
-    return path
+def load_no_reference(
+    niqe: bool = True,
+    musiq_weights: str | os.PathLike | None = None,
+    nrqm_weights: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> tuple[NoReferenceScorer, dict[str, str]]:
+    """The scorer for NIQE (when asked) and for MUSIQ / NRQM given their weight files, and
+    {metric: why it was skipped} for the files that are missing or unusable."""
+    skipped: dict[str, str] = {}
+    musiq_model = nrqm_model = None
+    if musiq_weights is not None:
+        try:
+            musiq_model = load_musiq(musiq_weights, device=device)
+        except (FileNotFoundError, MUSIQWeightsError) as error:
+            skipped["musiq"] = str(error)
+    if nrqm_weights is not None:
+        try:
+            nrqm_model = load_nrqm_model(nrqm_weights)
+        except (FileNotFoundError, ValueError) as error:
+            skipped["nrqm"] = str(error)
+    return NoReferenceScorer(niqe=niqe, musiq=musiq_model, nrqm=nrqm_model), skipped
 
 
-def _unsupported(metric: str, path: Path) -> UnsupportedMetricError:
-    return UnsupportedMetricError(
-        f"{metric} is not implemented in demoe (weights given: {path}). Supported no-reference "
-        f"metrics: {', '.join(SUPPORTED_NO_REFERENCE)}; compute {metric} with pyiqa on the restored images."
-    )
+def musiq(image: np.ndarray, weights: str | os.PathLike | MUSIQ) -> float:
+    """MUSIQ of one image from a weights file or a loaded model (higher is better)."""
+    return musiq_score(image, weights if isinstance(weights, MUSIQ) else load_musiq(weights))
 
 
-def musiq(image: np.ndarray, weights: str | os.PathLike | None) -> float:
-    """MUSIQ of an (H, W, 3) image. Raises FileNotFoundError without a weight file and
-    UnsupportedMetricError with one (not implemented)."""
-    raise _unsupported("MUSIQ", _check_weights("MUSIQ", weights))
-
-
-def nrqm(image: np.ndarray, weights: str | os.PathLike | None) -> float:
-    """NRQM of an (H, W, 3) image. Raises FileNotFoundError without a weight file and
-    UnsupportedMetricError with one (not implemented)."""
-    raise _unsupported("NRQM", _check_weights("NRQM", weights))
+def nrqm(image: np.ndarray, weights: str | os.PathLike | NRQMModel) -> float:
+    """NRQM of one image from `NRQM_model.mat` or a loaded model (higher is better)."""
+    return nrqm_score(image, weights if isinstance(weights, NRQMModel) else load_nrqm_model(weights))
