@@ -248,3 +248,46 @@ def test_load_model_without_weights_says_what_is_missing(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(WeightsNotFoundError, match="missing model.safetensors"):
         demoe.load_model(tmp_path)
+
+
+class TrainerState:
+    """A custom class a training script might pickle next to the weights."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+def test_training_leftovers_in_the_checkpoint(tmp_path, official_tiny, monkeypatch):
+    """Numpy scalars and argparse options load without running code; other objects are
+    refused by name unless the user trusts the file."""
+    import argparse
+
+    import numpy as np
+
+    from demoe.checkpoints import UntrustedCheckpointError, load_torch_file
+
+    monkeypatch.setitem(demoe.config.PRESETS, "test-official", tiny_config())
+    state = official_tiny.state_dict()
+    extras = {"best_psnr": np.float64(31.5), "psnr_curve": np.arange(3.0), "args": argparse.Namespace(lr=1e-3)}
+    torch.save({"params": state, **extras}, tmp_path / "DeMoE.pt")
+    model = convert_official(tmp_path / "DeMoE.pt", tmp_path / "out", preset="test-official")
+    torch.testing.assert_close(model.state_dict()["intro.weight"], state["intro.weight"])
+
+    torch.save({"params": state, "trainer": TrainerState(3)}, tmp_path / "custom.pt")
+    with pytest.raises(UntrustedCheckpointError, match="TrainerState.*--trust-checkpoint"):
+        convert_official(tmp_path / "custom.pt", tmp_path / "refused", preset="test-official")
+    assert not (tmp_path / "refused").exists()
+    assert load_torch_file(tmp_path / "custom.pt", trust=True)["trainer"].epoch == 3
+    with pytest.raises(ValueError, match="cannot read"):
+        (tmp_path / "garbage.pt").write_bytes(b"garbage")
+        load_torch_file(tmp_path / "garbage.pt")
+
+
+def test_foreign_checkpoint_message_is_short(tmp_path):
+    torch.save({"params": {f"layer{i}.weight": torch.zeros(1) for i in range(50)}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointMismatchError) as error:
+        convert_official(tmp_path / "other.pt", tmp_path / "out")
+    message = str(error.value)
+    assert "(0 of its 808 keys found)" in message and "not a DeMoE/NAFNet checkpoint" in message
+    assert "... and 796 more" in message and "... and 38 more" in message
+    assert len(message) < 2500

@@ -7,8 +7,10 @@ it in exactly one place, `convert_official_state_dict`.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -31,6 +33,71 @@ DEFAULT_WEIGHTS = "default"
 
 class WeightsNotFoundError(FileNotFoundError):
     """Raised when the weights a user asked for are not on disk."""
+
+
+class UntrustedCheckpointError(ValueError):
+    """A torch.save file holds Python objects that loading would have to run code to rebuild."""
+
+
+# Objects training scripts often save next to the weights (a numpy scalar for the best PSNR,
+# the argparse options, ordered dicts) that only hold data: loading them runs no user code.
+_DATA_GLOBALS = (
+    "argparse.Namespace",
+    "collections.OrderedDict",
+    "numpy.dtype",
+    "numpy.ndarray",
+    "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray._reconstruct",
+)
+
+
+def _is_data_global(name: str) -> bool:
+    return name in _DATA_GLOBALS or name.startswith(("numpy.dtypes.", "torch."))
+
+
+def _resolve_global(name: str) -> object:
+    module, _, attribute = name.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def load_torch_file(path: str | os.PathLike, trust: bool = False) -> object:
+    """`torch.load` a foreign checkpoint (.pt/.pth) on the CPU without running pickled code.
+
+    Tensors, containers and numbers load as with `weights_only=True`; numpy scalars/arrays and
+    argparse options that training scripts leave in checkpoints are allowed too. Any other
+    Python object raises UntrustedCheckpointError naming it; `trust=True` (only for files from
+    a trusted source) loads everything with `weights_only=False`.
+    Raises FileNotFoundError for a missing file and ValueError for an unreadable one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} is not a file")
+    try:
+        if trust:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            unsafe = [name for name in names if not _is_data_global(name)]
+            if unsafe:
+                raise UntrustedCheckpointError(
+                    f"{path} holds Python objects besides weights ({', '.join(unsafe)}); demoe does not run "
+                    "pickled code to load them. If the file comes from a source you trust, load it with "
+                    "trust=True (command line: --trust-checkpoint)"
+                ) from None
+            allowed = [_resolve_global(name) for name in names]
+            if any(name.startswith("numpy.") for name in names):
+                import numpy as np  # numpy scalars name their dtype class only while unpickling
+
+                allowed += [getattr(np.dtypes, name) for name in np.dtypes.__all__]
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except UntrustedCheckpointError:
+        raise
+    except Exception as error:  # torch raises many types for a damaged or foreign file
+        raise ValueError(f"cannot read {path} as a torch checkpoint: {error}") from error
 
 
 def save_pretrained(model: DeblurUNet, directory: str | os.PathLike, extra: dict | None = None) -> Path:
@@ -166,6 +233,9 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint's keys or shapes do not match the model it is converted into."""
 
 
+_KEYS_SHOWN = 12  # keys named per kind of mismatch in an error message
+
+
 def convert_official_state_dict(
     official: dict[str, torch.Tensor], config: ModelConfig
 ) -> dict[str, torch.Tensor]:
@@ -187,20 +257,30 @@ def convert_official_state_dict(
         if tuple(converted[k].shape) != tuple(reference[k].shape)
     )
     if missing or unexpected or misshaped:
-        lines = [f"the checkpoint does not match the {config.name!r} architecture:"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-        if misshaped:
-            lines.append(f"  mis-shaped keys ({len(misshaped)}): {'; '.join(misshaped)}")
+        found = len(reference) - len(missing)
+        lines = [
+            f"the checkpoint does not match the {config.name!r} architecture "
+            f"({found} of its {len(reference)} keys found):"
+        ]
+        if found == 0:
+            lines[0] += " it is not a DeMoE/NAFNet checkpoint, or another --preset is needed"
+        for label, keys, separator in (
+            ("missing", missing, ", "),
+            ("unexpected", unexpected, ", "),
+            ("mis-shaped", misshaped, "; "),
+        ):
+            if keys:
+                shown = separator.join(keys[:_KEYS_SHOWN])
+                more = f"{separator}... and {len(keys) - _KEYS_SHOWN} more" if len(keys) > _KEYS_SHOWN else ""
+                lines.append(f"  {label} keys ({len(keys)}): {shown}{more}")
         raise CheckpointMismatchError("\n".join(lines))
     return {k: v.to(reference[k].dtype).contiguous() for k, v in converted.items()}
 
 
-def load_official_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read the authors' checkpoint safely (weights_only) and return its state dict."""
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+def load_official_checkpoint(path: str | os.PathLike, trust: bool = False) -> dict[str, torch.Tensor]:
+    """Read the authors' checkpoint without running pickled code (see `load_torch_file`) and
+    return its state dict."""
+    checkpoint = load_torch_file(path, trust=trust)
     if isinstance(checkpoint, dict) and "params" in checkpoint:
         state = checkpoint["params"]
     elif isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
@@ -215,11 +295,12 @@ def load_official_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]
 
 
 def convert_official(
-    checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "demoe"
+    checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "demoe", trust: bool = False
 ) -> DeblurUNet:
-    """Convert `DeMoE.pt` into a demoe model directory and return the loaded model."""
+    """Convert `DeMoE.pt` into a demoe model directory and return the loaded model.
+    trust: also load Python objects other than weights from the file (trusted files only)."""
     config = get_preset(preset)
-    state = convert_official_state_dict(load_official_checkpoint(checkpoint_path), config)
+    state = convert_official_state_dict(load_official_checkpoint(checkpoint_path, trust=trust), config)
     model = DeblurUNet(config)
     model.load_state_dict(state, strict=True)
     save_pretrained(model.eval(), out_dir, extra={"converted_from": str(Path(checkpoint_path).name)})

@@ -38,6 +38,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("checkpoint", help="the authors' checkpoint, e.g. DeMoE.pt")
     convert.add_argument("out_dir", help="model directory to write")
     convert.add_argument("--preset", default="demoe", help="architecture of the checkpoint (default demoe)")
+    convert.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="also unpickle Python objects other than weights stored in the file (runs code: trusted files only)",
+    )
     convert.set_defaults(handler=run_convert)
 
 
@@ -68,7 +73,7 @@ def run_cost(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     try:
-        model = convert_official(args.checkpoint, args.out_dir, preset=args.preset)
+        model = convert_official(args.checkpoint, args.out_dir, preset=args.preset, trust=args.trust_checkpoint)
     except (CheckpointMismatchError, FileNotFoundError, ValueError) as error:
         print(f"demoe convert-official: {error}", file=sys.stderr)
         return 2

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from demoe.checkpoints import load_torch_file
 from demoe.imageio import to_float
 
 # Letters in shape comments: N tokens, D hidden size, P patch size, G hash grid size.
@@ -292,7 +293,7 @@ def _clean_key(key: str) -> str:
 
 
 def read_musiq_state_dict(path: str | os.PathLike | None) -> dict[str, torch.Tensor]:
-    """Tensors of a MUSIQ weights file (.pth/.pt via `torch.load(weights_only=True)`, or
+    """Tensors of a MUSIQ weights file (.pth/.pt, loaded without running pickled code, or
     .safetensors), with wrapper prefixes removed."""
     if path is None:
         raise FileNotFoundError(
@@ -311,7 +312,7 @@ def read_musiq_state_dict(path: str | os.PathLike | None) -> dict[str, torch.Ten
 
             state: object = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch_file(path)
     except Exception as error:  # torch/safetensors raise many types for a damaged file
         raise MUSIQWeightsError(f"cannot read MUSIQ weights from {path}: {error}") from error
     try:
