@@ -12,7 +12,7 @@ from PIL import Image, ImageCms
 
 from demoe.cli import main
 from demoe.inference import batch
-from demoe.inference.io import encode_png16, read_image
+from demoe.imageio import encode_png16, read_image
 
 from inference_testing import photo, quantized, tiny_model, tree_hashes
 
@@ -183,7 +183,7 @@ def test_interrupted_run_leaves_no_partial_files_and_skip_existing_resumes(tmp_p
             def explode(*a, **k):
                 Path(a[0]).write_bytes(b"half an image")
                 raise KeyboardInterrupt
-            monkeypatch.setattr("demoe.inference.io._write_with_pillow", explode)
+            monkeypatch.setattr("demoe.imageio._write_with_pillow", explode)
         real_write(path, pixels, *args)
 
     monkeypatch.setattr(batch, "write_image", write_then_interrupt)

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from demoe.inference.io import read_image, write_image
+from demoe.imageio import read_image, write_image
 from demoe.inference.pipeline import Deblurrer
 from demoe.inference.tiling import TileBlender, tile_grid
 

@@ -21,7 +21,7 @@ from demoe.inference.batch import (
     find_inputs,
     run_batch,
 )
-from demoe.inference.io import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from demoe.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from demoe.inference.pipeline import DEFAULT_ROUTER_PIXELS, DEVICES, Deblurrer, entropy_nats
 
 EXIT_FAILURES = 1  # some inputs failed; the others were written

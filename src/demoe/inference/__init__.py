@@ -3,7 +3,7 @@
 Nothing here imports the training stack.
 """
 
-from demoe.inference.io import ImageFile, ImageReadError, read_image, write_image
+from demoe.imageio import ImageFile, ImageReadError, read_image, write_image
 from demoe.inference.pipeline import DeblurResult, Deblurrer, deblur
 
 __all__ = [

@@ -4,7 +4,7 @@ Rules (the `demoe deblur` contract):
 - inputs are files, folders (`recursive` to descend) or glob patterns; folders and globs yield
   files with an image suffix, hidden files are skipped, and so is the output folder itself;
 - an output path equal to any input is refused, as is a second input mapping to the same output;
-- outputs are written atomically (`demoe.inference.io.write_image`), so an interrupted run leaves
+- outputs are written atomically (`demoe.imageio.write_image`), so an interrupted run leaves
   no partial files and `skip_existing` resumes it;
 - a broken input is reported on one line (file and reason) and the batch goes on.
 """
@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from demoe.inference.io import (
+from demoe.imageio import (
     DEFAULT_MAX_PIXELS,
     FORMAT_SUFFIX,
     IMAGE_SUFFIXES,

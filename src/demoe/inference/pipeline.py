@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from demoe.checkpoints import load_model
 from demoe.imageio import to_float
-from demoe.inference.io import pil_from_pixels, pixels_from_pil
+from demoe.imageio import pil_from_pixels, pixels_from_pil
 from demoe.inference.tiling import TileBlender, tile_grid
 from demoe.model import DeblurUNet
 from demoe.nn.moe import top_k_weights

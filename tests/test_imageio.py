@@ -12,8 +12,8 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms
 
-from demoe.inference import io as image_io
-from demoe.inference.io import ImageReadError, encode_png16, read_image, write_image
+from demoe import imageio as image_io
+from demoe.imageio import ImageReadError, encode_png16, read_image, write_image
 
 from inference_testing import file_hash, psnr
 
