@@ -50,6 +50,15 @@ def random_state_dict(shapes: dict[str, torch.Size], seed: int) -> dict[str, tor
     return state
 
 
+def save_random_musiq(path: Path, seed: int, **config) -> Path:
+    """A .pth of random weights for MUSIQConfig(**config), in pyiqa's layout (1-output head)."""
+    from demoe.evaluation.musiq import MUSIQ, MUSIQConfig
+
+    shapes = {k: v.shape for k, v in MUSIQ(MUSIQConfig(**config)).state_dict().items()}
+    torch.save(random_state_dict(shapes, seed), path)
+    return path
+
+
 def reference_images() -> dict[str, np.ndarray]:
     """uint8 RGB images of awkward sizes: texture on smooth gradients, one very elongated."""
     rng = np.random.default_rng(7)

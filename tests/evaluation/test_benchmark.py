@@ -84,16 +84,13 @@ def test_no_reference_sets_get_musiq_and_nrqm(manifest, weights, tmp_path, capsy
     """Blurry-only records (Real-LOLBlur) are scored with every no-reference metric given."""
     from pathlib import Path
 
-    import torch
-    from musiq_reference import random_state_dict
+    from musiq_reference import save_random_musiq
 
     from demoe.cli import main
-    from demoe.evaluation.musiq import MUSIQ, MUSIQConfig, load_musiq, musiq_score
+    from demoe.evaluation.musiq import load_musiq, musiq_score
     from demoe.evaluation.nrqm import load_nrqm_model, nrqm
 
-    musiq_file = tmp_path / "musiq.pth"
-    shapes = {k: v.shape for k, v in MUSIQ(MUSIQConfig(hidden_size=48, mlp_dim=64, num_layers=1)).state_dict().items()}
-    torch.save(random_state_dict(shapes, 5), musiq_file)
+    musiq_file = save_random_musiq(tmp_path / "musiq.pth", 5, hidden_size=48, mlp_dim=64, num_layers=1)
     nrqm_file = Path(__file__).parents[1] / "data" / "nrqm_synthetic_model.mat"
     argv = ["eval", "--weights", str(weights), "--manifest", str(manifest), "--input-metrics", "--json", "--quiet",
             "--musiq-weights", str(musiq_file), "--nrqm-weights", str(nrqm_file)]

@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from musiq_reference import random_state_dict
+from musiq_reference import save_random_musiq
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from demoe.cli import main
 from demoe.evaluation.folders import PairingError, match_pairs, mean_scores
 from demoe.evaluation.lpips import BACKBONE_FILES, alexnet_features
-from demoe.evaluation.musiq import MUSIQ, MUSIQConfig, load_musiq, musiq_score
+from demoe.evaluation.musiq import load_musiq, musiq_score
 from demoe.imageio import write_image
 
 
@@ -137,14 +137,9 @@ def test_mean_scores_skips_text_fields():
     }
 
 
-SMALL_MUSIQ = MUSIQConfig(hidden_size=48, mlp_dim=64, num_layers=1)  # 6 heads, 3 scales: loads without overrides
-
-
 def small_musiq_file(tmp_path):
-    shapes = {k: v.shape for k, v in MUSIQ(SMALL_MUSIQ).state_dict().items()}
-    path = tmp_path / "musiq.pth"
-    torch.save(random_state_dict(shapes, 3), path)
-    return path
+    # 6 heads and 3 scales (the defaults): loads without overrides
+    return save_random_musiq(tmp_path / "musiq.pth", 3, hidden_size=48, mlp_dim=64, num_layers=1)
 
 
 def textured(seed, size=(200, 240)):

@@ -20,10 +20,7 @@ from tqdm import tqdm
 from demoe.evaluation.lpips import LPIPS, lpips_distance
 from demoe.evaluation.no_reference import NoReferenceScorer
 from demoe.evaluation.protocols import Protocol, evaluate_pair
-from demoe.imageio import as_rgb, read_array
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
+from demoe.imageio import IMAGE_SUFFIXES, as_rgb, read_array
 
 class PairingError(ValueError):
     """The two folders do not hold the same image names, or a pair differs in size."""

@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from demoe.checkpoints import load_torch_file
-from demoe.imageio import to_float
+from demoe.checkpoints import load_torch_file, strip_wrapper_prefixes
+from demoe.imageio import as_rgb, to_float
 
 # Letters in shape comments: N tokens, D hidden size, P patch size, G hash grid size.
 
@@ -286,10 +286,8 @@ def _unwrap(state: object) -> Mapping[str, torch.Tensor]:
 
 
 def _clean_key(key: str) -> str:
-    while key.startswith(("module.", "_orig_mod.")):
-        key = key.split(".", 1)[1]
     # Distribution models keep their linear layer at head.0 (head.1 is the softmax).
-    return re.sub(r"^head\.0\.", "head.", key)
+    return re.sub(r"^head\.0\.", "head.", strip_wrapper_prefixes(key))
 
 
 def read_musiq_state_dict(path: str | os.PathLike | None) -> dict[str, torch.Tensor]:
@@ -386,15 +384,12 @@ def load_musiq(
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) RGB or (H, W) gray, uint8/uint16/float in [0, 1] -> (1, 3, H, W) in [-1, 1]."""
+    """(H, W, 3|4) RGB(A) or (H, W[, 1|2]) gray(+alpha), uint8/uint16/float in [0, 1] ->
+    (1, 3, H, W) in [-1, 1]; gray is repeated over RGB and alpha ignored, as pyiqa reads files."""
     array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+    if array.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W, 3) RGB or (H, W) gray image, got shape {array.shape}")
-    if array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    array = to_float(array[..., :3])  # an alpha channel is ignored
+    array = to_float(as_rgb(array))
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None] * 2 - 1
 
 

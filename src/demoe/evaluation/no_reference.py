@@ -21,11 +21,9 @@ import numpy as np
 
 from demoe.evaluation.musiq import MUSIQ, MUSIQWeightsError, load_musiq, musiq_score
 from demoe.evaluation.niqe import niqe
-from demoe.evaluation.nrqm import NRQMModel, load_nrqm_model
-from demoe.evaluation.nrqm import nrqm as nrqm_score
+from demoe.evaluation.nrqm import NRQMModel, load_nrqm_model, nrqm
 
 NO_REFERENCE_METRICS = ("niqe", "musiq", "nrqm")
-HIGHER_IS_BETTER = {"niqe": False, "musiq": True, "nrqm": True}
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class NoReferenceScorer:
                 elif name == "musiq":
                     scores[name] = musiq_score(image, self.musiq)
                 else:
-                    scores[name] = nrqm_score(image, self.nrqm)
+                    scores[name] = nrqm(image, self.nrqm)
             except ValueError as error:
                 scores[name] = None
                 scores[f"{name}_error"] = str(error)
@@ -86,7 +84,3 @@ def musiq(image: np.ndarray, weights: str | os.PathLike | MUSIQ) -> float:
     """MUSIQ of one image from a weights file or a loaded model (higher is better)."""
     return musiq_score(image, weights if isinstance(weights, MUSIQ) else load_musiq(weights))
 
-
-def nrqm(image: np.ndarray, weights: str | os.PathLike | NRQMModel) -> float:
-    """NRQM of one image from `NRQM_model.mat` or a loaded model (higher is better)."""
-    return nrqm_score(image, weights if isinstance(weights, NRQMModel) else load_nrqm_model(weights))

@@ -15,9 +15,10 @@ from typing import Iterator, Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from demoe.data.synthetic import sharp_image_paths
+from demoe.imageio import IMAGE_SUFFIXES
 from demoe.train.config import DataConfig
 
-PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 class EpochDataset(Protocol):
@@ -67,12 +68,9 @@ def build_dataset(config: DataConfig, seed: int) -> EpochDataset:
 
 
 def list_photos(folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"photo folder not found: {folder}")
-    photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+    photos = sharp_image_paths(folder, recursive=True)
     if not photos:
-        raise FileNotFoundError(f"no photographs ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
+        raise FileNotFoundError(f"no photographs ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return photos
 
 

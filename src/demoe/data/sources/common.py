@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from demoe.imageio import IMAGE_SUFFIXES
 
 
 class DatasetLayoutError(FileNotFoundError):

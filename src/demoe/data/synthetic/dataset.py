@@ -15,13 +15,12 @@ from torch.utils.data import Dataset
 from demoe.config import TASK_NAMES
 from demoe.data.synthetic.config import SynthConfig
 from demoe.data.synthetic.generator import SynthSample, synthesize_sample
-from demoe.imageio import as_rgb, read_array, to_float
+from demoe.imageio import IMAGE_SUFFIXES, as_rgb, read_array, to_float
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def sharp_image_paths(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files (by suffix: png, jpg, jpeg, bmp, tif, tiff, webp) under `folder`, sorted;
+    """Image files (by suffix, `demoe.imageio.IMAGE_SUFFIXES`) under `folder`, sorted;
     hidden files and folders are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
