@@ -30,6 +30,8 @@ Trainable = Literal["all", "decoder", "router"]
 DataKind = Literal["manifest", "synthetic"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PixelLoss = Literal["l1", "psnr"]
+Routing = Literal["dense", "label"]
 
 
 class ConfigError(ValueError):
@@ -65,6 +67,9 @@ class DataConfig:
     # kind "synthetic": folder(s) of sharp photographs, searched recursively
     photos: str | tuple[str, ...] | None = None
     length: int | None = None  # kind "synthetic": items per epoch (None = dataset default)
+    # kind "synthetic": share of non-low-light items darkened to a dark but normally exposed
+    # scene before blurring (demoe.data.synthetic.DarkSceneConfig), labelled with their blur
+    dark_scenes: float = 0.0
     crop_size: int = 384  # square crop side in pixels
 
 
@@ -88,7 +93,11 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    pixel_weight: float = 1.0  # lambda_p, weight of L1(restored, sharp)
+    # "l1": L1 over the batch (the paper); "psnr": mean over the images of -PSNR (NAFNet's
+    # PSNR loss), which weighs every image alike, so the large errors of low-light images do
+    # not drown the small residuals of deblurring
+    pixel: PixelLoss = "l1"
+    pixel_weight: float = 1.0  # lambda_p, weight of the pixel loss
     class_weight: float = 0.001  # lambda_cl, weight of CrossEntropy(router logits, blur label)
 
 
@@ -104,6 +113,10 @@ class TrainLoopConfig:
     trainable: Trainable = "decoder"
     # Task-specific DeMoE* (ablation): route every image to this expert (a TASK_NAMES entry).
     forced_task: str | None = None
+    # Stage 2: "dense" mixes every expert with the router's softmax weights (the paper, Eq. 2);
+    # "label" sends each training image through its own blur class's expert only (faster, and
+    # each expert sees only its blur; the router then only learns from the classification loss)
+    routing: Routing = "dense"
     ema_decay: float = 0.0  # exponential moving average of the weights; 0 = off
     num_workers: int = 4  # DataLoader worker processes per rank
 
@@ -111,8 +124,10 @@ class TrainLoopConfig:
 @dataclass
 class RuntimeConfig:
     device: Device = "auto"  # auto = CUDA when available
-    precision: Precision = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool = True  # channels-last memory format (applied on CUDA only)
+    # auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX-512-BF16 / AMX), fp32
+    # elsewhere; master weights, loss and optimizer stay fp32, validation runs in fp32
+    precision: Precision = "auto"
+    channels_last: bool = True  # channels-last memory format for model and batches
     compile: bool = False  # torch.compile the model
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     cpu_threads: int = 0  # intra-op CPU threads (torch.set_num_threads); 0 = torch's default
@@ -267,11 +282,15 @@ def validate(config: TrainConfig) -> None:
                 "loss.class_weight must be 0 when train.trainable is 'decoder' (the router is "
                 "frozen, so the classification loss has nothing to train)"
             )
+        if config.train.routing == "label" and config.train.forced_task is not None:
+            raise ConfigError("train.routing 'label' and train.forced_task exclude each other")
         if config.train.forced_task is not None and config.train.forced_task not in model_config.task_names:
             raise ConfigError(
                 f"train.forced_task: unknown task {config.train.forced_task!r}; valid tasks: "
                 f"{', '.join(model_config.task_names)}"
             )
+    if config.train.routing == "label" and not model_config.is_moe:
+        raise ConfigError("train.routing: 'label' needs a model with experts (stage 'experts')")
     if config.loss.class_weight > 0 and not model_config.router:
         raise ConfigError("loss.class_weight > 0 needs a model with a router (model.preset)")
     if config.loss.pixel_weight < 0 or config.loss.class_weight < 0:
@@ -293,6 +312,8 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(
                 f"{section_name}.tasks: unknown tasks {unknown} (valid: {', '.join(TASK_NAMES)})"
             )
+        if not 0.0 <= data.dark_scenes <= 1.0:
+            raise ConfigError(f"{section_name}.dark_scenes: must be in [0, 1], got {data.dark_scenes}")
         if data.length is not None and data.length < 1:
             raise ConfigError(f"{section_name}.length: must be >= 1")
     positive = {

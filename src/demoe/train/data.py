@@ -54,7 +54,7 @@ def build_dataset(config: DataConfig, seed: int) -> EpochDataset:
                 f"({len(records)} records in the manifest)"
             )
         return PairedCropDataset(kept, crop_size=config.crop_size, seed=seed)
-    from demoe.data.synthetic import SyntheticBlurDataset
+    from demoe.data.synthetic import DarkSceneConfig, SynthConfig, SyntheticBlurDataset
 
     folders = (config.photos,) if isinstance(config.photos, str) else tuple(config.photos or ())
     photos = [path for folder in folders for path in list_photos(folder)]
@@ -64,6 +64,7 @@ def build_dataset(config: DataConfig, seed: int) -> EpochDataset:
         tasks=config.tasks,
         seed=seed,
         length=config.length,
+        config=SynthConfig(dark_scene=DarkSceneConfig(probability=config.dark_scenes)),
     )
 
 

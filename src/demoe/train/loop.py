@@ -93,15 +93,15 @@ def build_training_model(config: TrainConfig) -> DeblurUNet:
             baseline = load_model(directory)
         except WeightsNotFoundError as error:
             raise ConfigError(f"model.init_from: {error}") from None
-        if model.config.is_moe:
+        if baseline.config.replace(name=model.config.name) == model.config:
+            # A warm start: training continues from weights of this very architecture (the
+            # shipped weights, a finished run); new optimizer and schedule.
+            model.load_state_dict(baseline.state_dict())
+        elif model.config.is_moe:
             try:
                 init_experts_from_baseline(model, baseline)
             except ValueError as error:
                 raise ConfigError(f"model.init_from ({directory}): {error}") from None
-        elif baseline.config.replace(name=model.config.name) == model.config:
-            # A dense model continues from a checkpoint of its own architecture: the
-            # same-budget baseline that DeMoE's stage 2 is compared with.
-            model.load_state_dict(baseline.state_dict())
         else:
             raise ConfigError(
                 f"model.init_from ({directory}): a {baseline.config.name!r} checkpoint cannot "
@@ -152,6 +152,15 @@ class ExponentialMovingAverage:
             shadow.lerp_(current.detach(), 1 - self.decay)
         for shadow, current in zip(self.model.buffers(), model.buffers()):
             shadow.copy_(current)
+
+
+def pixel_loss_value(restored: torch.Tensor, sharp: torch.Tensor, kind: str) -> torch.Tensor:
+    """The pixel loss of a batch: "l1" = mean absolute error over all pixels; "psnr" = the
+    mean over images of -PSNR in dB (NAFNet's PSNRLoss, 10 / ln 10 * log(MSE + 1e-8))."""
+    if kind == "l1":
+        return F.l1_loss(restored, sharp)
+    mse = (restored - sharp).pow(2).flatten(1).mean(1)  # (B,)
+    return (10 / math.log(10)) * torch.log(mse + 1e-8).mean()
 
 
 def cosine_factor(step: int, total_steps: int, lr: float, min_lr: float) -> float:
@@ -253,11 +262,19 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, context: 
     return None if checkpoint is None else Path(checkpoint)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512-BF16 or AMX tiles): there bf16
+    autocast is the fastest sound path (measured in docs/training.md); elsewhere it is emulated
+    and slower than fp32."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def _precision(config: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None for fp32, whether a GradScaler is used)."""
     precision = config.runtime.precision
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
+        fast_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+        precision = "bf16" if fast_bf16 else "fp32"
     if precision == "bf16":
         return torch.bfloat16, False
     if precision == "fp16":
@@ -297,7 +314,7 @@ def _run(
     frozen = frozen_modules(model, config)
     freeze(frozen)
     model.to(device)
-    if device.type == "cuda" and config.runtime.channels_last:
+    if config.runtime.channels_last:
         model.to(memory_format=torch.channels_last)
     ema = ExponentialMovingAverage(model, config.train.ema_decay) if config.train.ema_decay > 0 else None
 
@@ -366,7 +383,7 @@ def _run(
 
     # Parameters that get no gradient in some steps make DDP wait for them unless told.
     router_trainable = model.router is not None and any(p.requires_grad for p in model.router.parameters())
-    find_unused = config.train.forced_task is not None or (
+    find_unused = config.train.forced_task is not None or config.train.routing == "label" or (
         router_trainable and config.loss.class_weight == 0 and not model.config.is_moe
     )
     train_model = wrap_for_training(model, context, find_unused)
@@ -443,12 +460,15 @@ def _run(
             blurry = batch["blurry"].to(device, non_blocking=True)
             sharp = batch["sharp"].to(device, non_blocking=True).float()
             labels = batch["label"].to(device, non_blocking=True)
-            if device.type == "cuda" and config.runtime.channels_last:
+            if config.runtime.channels_last:
                 blurry = blurry.contiguous(memory_format=torch.channels_last)
 
+            routing = task
+            if config.train.routing == "label":
+                routing = F.one_hot(labels, model.config.num_experts).float()
             with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                output = train_model(blurry, task=task)
-            pixel_loss = F.l1_loss(output.image.float(), sharp)
+                output = train_model(blurry, task=routing)
+            pixel_loss = pixel_loss_value(output.image.float(), sharp, config.loss.pixel)
             loss = config.loss.pixel_weight * pixel_loss
             class_loss = None
             if config.loss.class_weight > 0:
@@ -505,9 +525,7 @@ def _run(
             )
             if context.is_main and validate_now:
                 evaluated = model if ema is None else ema.model
-                last_validation = validate(
-                    evaluated, val_loader, device, autocast_dtype, config.log.sample_images
-                )
+                last_validation = validate(evaluated, val_loader, device, None, config.log.sample_images)
                 set_training_mode(model, frozen)
                 if ema is not None:
                     ema.model.eval()
@@ -537,4 +555,8 @@ def _log_validation(writer: Any, progress: tqdm, result: ValidationResult, step:
     summary = f"validation at step {step}: PSNR {scalars['val/psnr']:.2f} dB, SSIM {scalars['val/ssim']:.4f}"
     if result.router_accuracy is not None:
         summary += f", router accuracy {result.router_accuracy:.3f}"
+    gains = [f"{task} {result.psnr_by_task[task]:.2f} ({result.psnr_by_task[task] - result.input_psnr_by_task[task]:+.2f})"
+             for task in sorted(result.psnr_by_task) if task in result.input_psnr_by_task]
+    if gains:
+        summary += "; per blur type, dB (gain over the input): " + ", ".join(gains)
     progress.write(summary)

@@ -58,6 +58,7 @@ class ValidationResult:
     router_accuracy: float | None  # fraction of images whose blur type the router gets right
     count: int
     psnr_by_task: dict[str, float] = field(default_factory=dict)  # per blur type (label)
+    input_psnr_by_task: dict[str, float] = field(default_factory=dict)  # blurry input vs sharp
     samples: list[torch.Tensor] = field(default_factory=list)  # (3, S, 3S): blurry|restored|sharp
 
     def scalars(self) -> dict[str, float]:
@@ -67,6 +68,8 @@ class ValidationResult:
             values[f"val/ssim/{name}"] = self.ssim[name]
         for task in sorted(self.psnr_by_task):
             values[f"val/psnr_task/{task}"] = self.psnr_by_task[task]
+            if task in self.input_psnr_by_task:
+                values[f"val/gain_task/{task}"] = self.psnr_by_task[task] - self.input_psnr_by_task[task]
         values["val/psnr"] = _mean(self.psnr.values())
         values["val/ssim"] = _mean(self.ssim.values())
         if self.router_accuracy is not None:
@@ -98,6 +101,7 @@ def validate(
     counts: dict[str, int] = defaultdict(int)
     task_sums: dict[str, float] = defaultdict(float)
     task_counts: dict[str, int] = defaultdict(int)
+    input_sums: dict[str, float] = defaultdict(float)
     correct = total = 0
     samples: list[torch.Tensor] = []
     for batch in loader:
@@ -108,12 +112,14 @@ def validate(
         restored = output.image.float().clamp(0, 1)
         batch_psnr = psnr(restored, sharp).cpu()
         batch_ssim = ssim(restored, sharp).cpu()
+        input_psnr = psnr(blurry.float().clamp(0, 1), sharp).cpu()
         for index, name in enumerate(batch["dataset"]):
             psnr_sums[name] += float(batch_psnr[index])
             ssim_sums[name] += float(batch_ssim[index])
             counts[name] += 1
             task = model.task_names[int(batch["label"][index])]
             task_sums[task] += float(batch_psnr[index])
+            input_sums[task] += float(input_psnr[index])
             task_counts[task] += 1
         if output.router_logits is not None:
             predicted = output.router_logits.argmax(1).cpu()
@@ -128,5 +134,6 @@ def validate(
         router_accuracy=correct / total if total else None,
         count=sum(counts.values()),
         psnr_by_task={task: task_sums[task] / task_counts[task] for task in task_counts},
+        input_psnr_by_task={task: input_sums[task] / task_counts[task] for task in task_counts},
         samples=samples,
     )

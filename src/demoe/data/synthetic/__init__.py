@@ -9,6 +9,7 @@ sharp photographs in linear light.
 
 from demoe.data.synthetic.config import (
     DefocusConfig,
+    DarkSceneConfig,
     GlobalMotionConfig,
     LocalMotionConfig,
     LowLightConfig,
@@ -27,6 +28,7 @@ from demoe.data.synthetic.generator import SynthSample, synthesize, synthesize_s
 
 __all__ = [
     "DefocusConfig",
+    "DarkSceneConfig",
     "GlobalMotionConfig",
     "LocalMotionConfig",
     "LowLightConfig",

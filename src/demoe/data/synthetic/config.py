@@ -123,6 +123,23 @@ class DefocusConfig:
 
 
 @dataclass(frozen=True)
+class DarkSceneConfig:
+    """Dark but normally exposed scenes (dusk, indoor, shadowed photographs): with
+    `probability`, a non-low-light sample is first darkened in linear light to a mean sRGB
+    luminance drawn from `mean_luminance`, then blurred with its own blur type. The target is
+    the darkened sharp photograph: such images keep their exposure and are labelled with their
+    blur, so the network learns that dark is not the same as `low_light`."""
+
+    probability: float = 0.0  # chance per non-low-light sample (0 = off, the paper's data)
+    mean_luminance: Range = (0.15, 0.3)  # mean sRGB luma (Rec. 709 weights) after darkening
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {self.probability}")
+        _check_range("mean_luminance", self.mean_luminance, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """All synthetic blur models; replace a field to change one task's ranges, e.g.
     `SynthConfig(defocus=DefocusConfig(max_radius_px=(1.0, 4.0)))`."""
@@ -132,6 +149,7 @@ class SynthConfig:
     local_motion: LocalMotionConfig = field(default_factory=LocalMotionConfig)
     synth_global_motion: SynthGlobalMotionConfig = field(default_factory=SynthGlobalMotionConfig)
     low_light: LowLightConfig = field(default_factory=LowLightConfig)
+    dark_scene: DarkSceneConfig = field(default_factory=DarkSceneConfig)
 
     def margin_px(self, task: str, crop_size: int) -> int:
         """Pixels to add around a crop of `crop_size` before blurring so that no part of the

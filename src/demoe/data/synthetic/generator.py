@@ -17,6 +17,7 @@ import numpy as np
 from demoe.config import TASK_NAMES
 from demoe.data.synthetic import camera, kernels, scene
 from demoe.data.synthetic.config import (
+    DarkSceneConfig,
     DefocusConfig,
     GlobalMotionConfig,
     LocalMotionConfig,
@@ -69,6 +70,9 @@ def synthesize_sample(
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     sharp = _as_rgb_float(sharp)
+    if task != "low_light" and config.dark_scene.probability > 0:
+        if rng.random() < config.dark_scene.probability:
+            sharp = darken(sharp, rng, config.dark_scene)
     if task == "global_motion":
         return SynthSample(global_motion(sharp, rng, config.global_motion), sharp)
     if task == "synth_global_motion":
@@ -81,6 +85,25 @@ def synthesize_sample(
     if task == "defocus":
         return SynthSample(defocus(sharp, rng, config.defocus), sharp)
     raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_NAMES)}")
+
+
+LUMA_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709
+
+
+def darken(sharp: np.ndarray, rng: np.random.Generator, config: DarkSceneConfig) -> np.ndarray:
+    """A normally exposed photograph made a dark scene: linear light scaled so that the mean
+    sRGB luma becomes a value drawn from `config.mean_luminance` (photographs already darker
+    than that are left as they are). Returns (H, W, 3) float32 sRGB."""
+    target = _uniform(rng, config.mean_luminance)
+    linear = camera.srgb_to_linear(sharp)
+    scale_low, scale_high = 0.0, 1.0
+    if float((sharp @ LUMA_WEIGHTS).mean()) <= target:
+        return sharp
+    for _ in range(20):  # bisection on the linear scale: mean luma is monotonic in it
+        scale = 0.5 * (scale_low + scale_high)
+        luma = float((camera.linear_to_srgb(linear * np.float32(scale)) @ LUMA_WEIGHTS).mean())
+        scale_low, scale_high = (scale, scale_high) if luma < target else (scale_low, scale)
+    return np.ascontiguousarray(camera.linear_to_srgb(linear * np.float32(0.5 * (scale_low + scale_high))))
 
 
 def _as_rgb_float(image: np.ndarray) -> np.ndarray:
