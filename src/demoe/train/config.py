@@ -6,9 +6,10 @@ path (e.g. `optim.betas`). `--set key=value` overrides use the same dotted paths
 read by YAML's scalar rules (`1e-3` is a float, `true` a bool, `null` None, `[0.9, 0.9]` a list).
 
 Example:
-    >>> config = parse_config({"stage": "pretrain", "optim": {"lr": 2e-4}})
-    >>> config.optim.lr, config.train.batch_size
-    (0.0002, 32)
+    >>> config = parse_config({"stage": "pretrain", "data": {"train": {"manifest": "aio_blur.jsonl"}},
+    ...                        "optim": {"lr": 2e-4}})
+    >>> config.optim.lr, config.train.batch_size, config.data.train.kind
+    (0.0002, 32, 'manifest')
 """
 
 from __future__ import annotations
