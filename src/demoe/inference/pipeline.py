@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -361,6 +362,7 @@ class Deblurrer:
         uncertain: UncertainPolicy = "hard",
         soft_top_k: int = 2,
         router_max_pixels: int | None = None,
+        expert_weights: Mapping[str, float] | None = None,
     ) -> DeblurResult:
         """Deblur one image; returns the same kind of image plus what the router saw.
 
@@ -372,6 +374,9 @@ class Deblurrer:
         uncertain: "soft" restores low-confidence images (task="auto") with the renormalised
             mixture of the top max(top_k, soft_top_k) experts instead of top_k.
         router_max_pixels: size of the router's view in tiled mode (default tile * tile).
+        expert_weights: a mixture decided by the caller (task name -> weight, e.g. once per video
+            shot) used instead of task / top_k routing; the router still reports its view of
+            this image in whole-image mode, and is skipped when tiling.
         """
         start = time.perf_counter()
         parts = _split(image)
@@ -396,17 +401,21 @@ class Deblurrer:
                 raise ValueError(f"tile_overlap must be in [0, tile) = [0, {tile}), got {tile_overlap}")
         tiled = bool(tile) and (height > tile or width > tile)
         is_moe = config.is_moe
+        fixed = None if expert_weights is None else self.fixed_weights(expert_weights)  # (1, E)
 
         fp32_fallback = False
         if not tiled:
             # One pass gives the router's verdict and the restoration; a low-confidence image
             # under uncertain="soft" is restored a second time with the wider mixture.
             x = _rgb_tensor(parts.color, self.device)
-            pass_ = self._forward(x, task, top_k if is_moe else None)
+            if fixed is not None:
+                pass_ = self._forward(x, fixed.to(self.device), None)
+            else:
+                pass_ = self._forward(x, task, top_k if is_moe else None)
             probs, weights, fp32_fallback = pass_.probs, pass_.expert_weights, pass_.fp32_fallback
             restored = pass_.image
             low_confidence = _below(probs, min_confidence)
-            if low_confidence and uncertain == "soft" and task == "auto" and is_moe:
+            if low_confidence and uncertain == "soft" and task == "auto" and is_moe and fixed is None:
                 soft_weights = top_k_weights(torch.from_numpy(probs).float()[None], max(top_k, soft_top_k))
                 if not torch.equal(soft_weights, weights):
                     weights = soft_weights
@@ -414,6 +423,8 @@ class Deblurrer:
                     restored, fp32_fallback = pass_.image, fp32_fallback or pass_.fp32_fallback
             output_rgb = restored[0].permute(1, 2, 0).cpu().numpy()  # (H, W, 3) float32
             num_tiles = 1
+        elif fixed is not None:
+            probs, low_confidence, weights = None, False, fixed
         else:
             probs = self._router_probs(parts.color, router_max_pixels or tile * tile)
             low_confidence = _below(probs, min_confidence)
@@ -421,6 +432,7 @@ class Deblurrer:
             if low_confidence and uncertain == "soft" and task == "auto":
                 k = max(top_k, soft_top_k)
             weights = self._weights(probs, task, k)  # (1, E) or None without experts
+        if tiled:
             routing = "auto" if weights is None else weights.to(self.device)
             blender = TileBlender(height, width, 3, tile_overlap)
             tiles = tile_grid(height, width, tile, tile_overlap, align=config.size_multiple)
@@ -444,6 +456,22 @@ class Deblurrer:
             fp32_fallback=fp32_fallback,
             expert_weights=dict(used),
         )
+
+    def fixed_weights(self, expert_weights: Mapping[str, float]) -> torch.Tensor:
+        """(1, E) float32 weights summing to 1 from task name -> weight (missing names weigh 0).
+
+        ValueError for a model without experts, unknown names, negative or all-zero weights.
+        """
+        if not self.model.config.is_moe:
+            raise ValueError("this model has no experts: it takes no expert weights")
+        weights = torch.zeros(1, self.model.config.num_experts)
+        for name, weight in expert_weights.items():
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"expert weights must be finite and >= 0, got {name}={weight}")
+            weights[0, self.model.task_index(name)] = float(weight)  # ValueError naming the tasks
+        if float(weights.sum()) <= 0:
+            raise ValueError("expert weights are all zero")
+        return weights / weights.sum()
 
     def _weights(self, probs: np.ndarray, task: str, top_k: int) -> torch.Tensor | None:
         """(1, E) expert weights: one-hot for a named task, top-k of the router otherwise."""
