@@ -29,7 +29,6 @@ def test_repeat_factors_reproduce_table_4():
     assert repeat_factor(2103, 3758) * 2103 == 4206
     assert repeat_factor(350, 3758) * 350 == 3850
     assert repeat_factor(5000, 3758) == 1  # larger sets are never cut by repetition
-    assert 3758 + 4020 + 3 * 1400 + 4206 + 3850 == 20034  # Table 4 total 20032, with ReLoBlur at 4018
     with pytest.raises(ValueError):
         repeat_factor(0, 10)
 
@@ -100,6 +99,24 @@ def test_mse_cache_is_reused_only_for_the_same_pairs(tmp_path):
 
 def _records(dataset: str, task: str, count: int) -> list[PairRecord]:
     return [PairRecord(f"{dataset}/b{i}.png", f"{dataset}/s{i}.png", task, dataset, "train") for i in range(count)]
+
+
+def test_balance_training_set_at_the_release_sizes_gives_table_4():
+    # the release train splits (Appendix B): RealBlur-J 3758, ReLoBlur 2010, LOLBlur 10200,
+    # GoPro 2103, DPDD 70 % of 500; LOLBlur's MSE spread so that every kept bin has > 1400 pairs
+    train = {
+        "RealBlur-J": _records("RealBlur-J", "global_motion", 3758),
+        "ReLoBlur": _records("ReLoBlur", "local_motion", 2010),
+        "LOLBlur": _records("LOLBlur", "low_light", 10200),
+        "GoPro": _records("GoPro", "synth_global_motion", 2103),
+        "DPDD": _records("DPDD", "defocus", 350),
+    }
+    mse = {"LOLBlur": np.random.default_rng(0).uniform(0.0, 0.05, 10200)}
+    mix = balance_training_set(train, seed=0, mse=mse)
+    counts = {dataset: count for (dataset, _), count in count_by_dataset_and_split(mix.records).items()}
+    # Table 4 lists ReLoBlur at 4018 (= 2 x 2009) and a total of 20032; the release has 2010 pairs
+    assert counts == {"RealBlur-J": 3758, "ReLoBlur": 4020, "LOLBlur": 4200, "GoPro": 4206, "DPDD": 3850}
+    assert len(mix.records) == 20034
 
 
 def test_balance_training_set_with_small_targets():

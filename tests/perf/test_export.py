@@ -1,5 +1,9 @@
 """ONNX export: fixed-task and auto graphs agree with eager PyTorch to 1e-4; the CLI."""
 
+import contextlib
+import io
+import re
+
 import onnx
 import pytest
 import torch
@@ -46,9 +50,11 @@ def tiny_dir(tmp_path_factory):
 def fixed_task_export(tiny_dir, tmp_path_factory):
     """`demoe export onnx --task global_motion` at a fixed 32x48 size, through the CLI."""
     out = tmp_path_factory.mktemp("onnx") / "global_motion.onnx"
-    status = main(["export", "onnx", str(out), "--task", "global_motion", "--weights", str(tiny_dir),
-                   "--size", "32", "48"])
-    return status, out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # capsys cannot see a module-scoped fixture
+        status = main(["export", "onnx", str(out), "--task", "global_motion", "--weights", str(tiny_dir),
+                       "--size", "32", "48"])
+    return status, out, printed.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +67,17 @@ def auto_export(tiny_dir, tmp_path_factory):
     return model, OnnxDeblurModel(out)
 
 
-def test_cli_export_succeeds_and_reports_the_check(fixed_task_export, capsys):
-    status, out = fixed_task_export
+def test_cli_export_succeeds_and_reports_the_check(fixed_task_export):
+    status, out, printed = fixed_task_export
     assert status == 0 and out.is_file()
+    assert f"wrote {out} (expert 'global_motion' only; fixed size)" in printed
+    reported = re.search(r"max \|eager - onnxruntime\| = (\S+) \(tolerance 0.0001\)", printed)
+    assert reported, printed
+    assert 0 <= float(reported.group(1)) <= 1e-4
 
 
 def test_fixed_task_graph_holds_only_that_expert(fixed_task_export):
-    _, out = fixed_task_export
+    _, out, _ = fixed_task_export
     graph = onnx.load(str(out)).graph
     expert_weights = [init.name for init in graph.initializer if ".experts." in init.name]
     assert expert_weights, "the chosen expert's weights are in the graph"
@@ -77,7 +87,7 @@ def test_fixed_task_graph_holds_only_that_expert(fixed_task_export):
 def test_fixed_task_graph_matches_eager(fixed_task_export, tiny_dir):
     from demoe import load_model
 
-    _, out = fixed_task_export
+    _, out, _ = fixed_task_export
     model = load_model(tiny_dir).eval()
     runner = OnnxDeblurModel(out)
     assert runner.task == "global_motion" and not runner.dynamic and runner.config == model.config
@@ -92,7 +102,7 @@ def test_fixed_task_graph_matches_eager(fixed_task_export, tiny_dir):
 
 
 def test_fixed_task_runner_rejects_other_tasks_and_sizes(fixed_task_export):
-    _, out = fixed_task_export
+    _, out, _ = fixed_task_export
     runner = OnnxDeblurModel(out)
     with pytest.raises(ValueError, match="exported for task 'global_motion'"):
         runner(torch.rand(1, 3, 32, 48), task="defocus")
