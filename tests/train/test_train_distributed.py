@@ -2,6 +2,7 @@
 same global batch."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -11,7 +12,8 @@ from safetensors.torch import load_file
 
 from demoe import create_model
 from demoe.train import parse_config, train
-from train_fakes import SCRIPT, FakePairs, randomize_, subprocess_env, tiny_config
+from random_weights import randomize_
+from train_fakes import SCRIPT, FakePairs, subprocess_env, tiny_config
 
 
 @pytest.mark.slow
@@ -54,3 +56,40 @@ def test_two_processes_match_one(tmp_path):
     # Only rank 0 writes: one TensorBoard event file, one set of checkpoints.
     assert len(list((double / "tensorboard").iterdir())) == 1
     assert sorted(p.name for p in (double / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [
+    # The router gets no loss (class_weight 0): it must stay frozen, not stall DDP's reduction.
+    ["loss.class_weight=0"],
+    # Label routing: experts whose class is absent from a rank's sub-batch get no gradient.
+    # (class_weight 0 here too: a training router draws dropout masks per process, which no
+    # split of the batch reproduces; docs/training.md)
+    ["stage=experts", "model.preset=demoe-tiny", "train.routing=label", "train.trainable=all",
+     "model.init_from=BASELINE", "loss.class_weight=0"],
+], ids=["no-class-loss", "label-routing"])
+def test_smoke_config_under_torchrun_matches_one_process(tmp_path, overrides):
+    """`torchrun --nproc-per-node 2 -m demoe train configs/smoke.yaml ...` ends with the
+    parameters of the one-process run with the same global batch (fp32: bf16 autocast rounds
+    each sub-batch differently)."""
+    baseline = tmp_path / "baseline"
+    randomize_(create_model("nafnet-tiny-router")).save_pretrained(str(baseline))
+    overrides = [o.replace("BASELINE", str(baseline)) for o in overrides]
+    common = ["configs/smoke.yaml", "--set", "train.total_steps=6", "runtime.precision=fp32",
+              "log.progress=false", "log.tensorboard=false", "data.val=null", *overrides]
+    single, double = tmp_path / "single", tmp_path / "double"
+    one = subprocess.run([sys.executable, "-m", "demoe", "train", *common[:1], "--out", str(single), *common[1:]],
+                         cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "demoe", "train", *common[:1], "--out", str(double), *common[1:]],
+                         cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    first = load_file(str(single / "last" / "model.safetensors"))
+    second = load_file(str(double / "last" / "model.safetensors"))
+    assert first.keys() == second.keys()
+    for key in first:
+        torch.testing.assert_close(second[key], first[key], rtol=0, atol=5e-4, msg=key)

@@ -62,6 +62,11 @@ def run_train(args: argparse.Namespace) -> int:
         if is_main:
             print(f"demoe train: {error}", file=sys.stderr)
         return 3
+    if result.stopped_by_signal:
+        if is_main:
+            print(f"stopped by a signal after step {result.step}/{result.total_steps}; checkpoint "
+                  f"saved; continue with: demoe train {args.config} --out {args.out} --resume")
+        return 130
     if is_main:
         print(f"trained {result.step}/{result.total_steps} steps; model directory: {result.last_dir}")
     return 0

@@ -15,7 +15,9 @@ import copy
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,6 +66,42 @@ class TrainResult:
     total_steps: int  # length of the schedule
     last_dir: Path  # RUN_DIR/last
     validation: ValidationResult | None  # the last validation, on rank 0
+    stopped_by_signal: bool = False  # SIGTERM/SIGINT: stopped after a step, its checkpoint saved
+
+
+class StopRequest:
+    """SIGTERM or SIGINT (Ctrl-C) asks the run to stop cleanly: the step in progress finishes,
+    a checkpoint is written, and `demoe train --resume` continues exactly from there. A second
+    signal interrupts at once (the newest checkpoint stays the resume point). Handlers are
+    installed only in the main thread and restored afterwards."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received is not None:  # the second signal: stop now
+            for restored, handler in self._previous.items():
+                signal.signal(restored, handler)
+            raise KeyboardInterrupt
+        self.received = number
+
+    def agreed(self, context: DistributedContext) -> bool:
+        """Whether any process received a stop signal (all processes stop at the same step)."""
+        flag = torch.tensor(float(self.received is not None), device=context.device)
+        return bool(all_reduce_mean(flag, context) > 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,12 +154,21 @@ def frozen_modules(model: DeblurUNet, config: TrainConfig) -> list[nn.Module]:
     if config.train.trainable == "router":
         # Router calibration: everything but the router head stays as pre-trained.
         return [module for name, module in model.named_children() if name != "router"]
-    if config.stage != "experts" or config.train.trainable != "decoder":
-        return []
-    modules: list[nn.Module] = [model.intro, model.encoders, model.downs]
-    if model.router is not None:
+    modules: list[nn.Module] = []
+    if config.stage == "experts" and config.train.trainable == "decoder":
+        modules += [model.intro, model.encoders, model.downs]
+    if model.router is not None and (modules or not router_gets_gradient(model, config)):
+        # A router that no loss reaches stays as it is (eval mode: its BatchNorm statistics
+        # too); under DDP a parameter without gradient would also stall the reduction.
         modules.append(model.router)
     return modules
+
+
+def router_gets_gradient(model: DeblurUNet, config: TrainConfig) -> bool:
+    """Whether some loss term reaches the router: its classification loss, or the restoration
+    loss through the dense mixture of the experts (MoE model routed by its own router)."""
+    routed_by_router = model.config.is_moe and config.train.routing == "dense" and config.train.forced_task is None
+    return config.loss.class_weight > 0 or routed_by_router
 
 
 def freeze(modules: list[nn.Module]) -> None:
@@ -381,11 +428,8 @@ def _run(
                   f"processes, now {context.world_size}: random states are re-seeded",
                   file=sys.stderr)
 
-    # Parameters that get no gradient in some steps make DDP wait for them unless told.
-    router_trainable = model.router is not None and any(p.requires_grad for p in model.router.parameters())
-    find_unused = config.train.forced_task is not None or config.train.routing == "label" or (
-        router_trainable and config.loss.class_weight == 0 and not model.config.is_moe
-    )
+    # Experts that see no image in a step get no gradient; DDP must be told to look for them.
+    find_unused = config.train.forced_task is not None or config.train.routing == "label"
     train_model = wrap_for_training(model, context, find_unused)
     if config.runtime.compile:
         train_model = torch.compile(train_model)
@@ -448,6 +492,8 @@ def _run(
             checkpointing.prune_checkpoints(run_dir, config.log.keep_checkpoints)
         barrier(context)
 
+    stopped_by_signal = False
+    stop_request = StopRequest().__enter__()
     try:
         for step in range(start_step, stop_step):
             epoch, batch_in_epoch = divmod(step, steps_per_epoch)
@@ -530,18 +576,26 @@ def _run(
                 if ema is not None:
                     ema.model.eval()
                 _log_validation(writer, progress, last_validation, done)
+            if stop_request.agreed(context):
+                save(done)
+                stopped_by_signal = True
+                progress.write(f"stopped by signal {stop_request.received} after step {done}; "
+                               f"checkpoint saved, continue with --resume")
+                break
             if done % config.log.save_every == 0 or done == stop_step:
                 save(done)
     finally:
+        stop_request.__exit__(None, None, None)
         progress.close()
         if writer is not None:
             writer.close()
     return TrainResult(
         run_dir=run_dir,
-        step=stop_step,
+        step=done if stopped_by_signal else stop_step,
         total_steps=total_steps,
         last_dir=run_dir / checkpointing.LAST_DIR,
         validation=last_validation,
+        stopped_by_signal=stopped_by_signal,
     )
 
 
