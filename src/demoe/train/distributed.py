@@ -1,35 +1,25 @@
 """Distributed training set up from the torchrun environment (RANK, LOCAL_RANK, WORLD_SIZE).
 
 One process per device; NCCL on GPUs, gloo on CPUs. Without those variables the run is a
-single process and nothing here touches torch.distributed.
+single process and nothing here touches torch.distributed. The context and the collectives that
+inference shares live in `demoe.distributed`.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import distributed as dist
 from torch import nn
 
-
-@dataclass(frozen=True)
-class DistributedContext:
-    rank: int  # global rank of this process
-    local_rank: int  # rank on this node (= CUDA device index)
-    world_size: int  # number of processes
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        """Only the main process writes files and logs."""
-        return self.rank == 0
-
-    @property
-    def is_distributed(self) -> bool:
-        return self.world_size > 1
+from demoe.distributed import (  # noqa: F401  (shared with sharded inference; re-exported here)
+    DistributedContext,
+    barrier,
+    broadcast_object,
+    cleanup_distributed,
+    gather_objects,
+)
 
 
 def setup_distributed(device: str = "auto") -> DistributedContext:
@@ -60,19 +50,6 @@ def setup_distributed(device: str = "auto") -> DistributedContext:
     return DistributedContext(rank, local_rank, world_size, torch_device)
 
 
-def cleanup_distributed() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def barrier(context: DistributedContext) -> None:
-    if context.is_distributed:
-        if context.device.type == "cuda":
-            dist.barrier(device_ids=[context.local_rank])
-        else:
-            dist.barrier()
-
-
 def all_reduce_mean(value: torch.Tensor, context: DistributedContext) -> torch.Tensor:
     """Mean of a tensor over all processes (the tensor itself when not distributed)."""
     if not context.is_distributed:
@@ -80,24 +57,6 @@ def all_reduce_mean(value: torch.Tensor, context: DistributedContext) -> torch.T
     value = value.clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value / context.world_size
-
-
-def gather_objects(value: Any, context: DistributedContext) -> list[Any]:
-    """Every process's `value`, in rank order (a one-element list when not distributed)."""
-    if not context.is_distributed:
-        return [value]
-    gathered: list[Any] = [None] * context.world_size
-    dist.all_gather_object(gathered, value)
-    return gathered
-
-
-def broadcast_object(value: Any, context: DistributedContext) -> Any:
-    """Rank 0's `value` on every process."""
-    if not context.is_distributed:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
 
 
 def wrap_for_training(
