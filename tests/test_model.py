@@ -7,7 +7,7 @@ from demoe.model import DeblurUNet, init_experts_from_baseline
 from demoe.nn.layers import NAFBlock
 from demoe.nn.moe import MoEBlock, make_plan, top_k_weights
 
-from conftest import randomize_
+from random_weights import randomize_
 
 
 def tiny(**overrides):

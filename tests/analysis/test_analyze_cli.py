@@ -10,7 +10,7 @@ from demoe.cli import main
 from demoe.data.manifest import PairRecord, write_manifest
 from demoe.imageio import write_rgb_float
 
-from conftest import randomize_
+from random_weights import randomize_
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

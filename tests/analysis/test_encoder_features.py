@@ -14,7 +14,7 @@ from demoe.analysis.features import (
 from demoe.data.manifest import PairRecord
 from demoe.imageio import write_rgb_float
 
-from conftest import randomize_
+from random_weights import randomize_
 
 
 

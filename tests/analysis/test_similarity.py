@@ -24,7 +24,7 @@ from demoe.analysis.similarity import (
 from demoe.config import TASK_NAMES, baseline_of
 from demoe.model import DeblurUNet, init_experts_from_baseline
 
-from conftest import randomize_
+from random_weights import randomize_
 
 
 def test_identical_weights_give_pearson_and_cka_one():

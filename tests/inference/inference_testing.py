@@ -15,22 +15,15 @@ import torch
 
 import demoe
 from demoe.model import DeblurUNet
+from random_weights import randomize_
 
 
 def random_model(preset: str = "demoe-tiny", residual_std: float = 0.05, seed: int = 0) -> DeblurUNet:
     """A model of `preset` with every weight random (so every block and expert is active), and
     the last conv scaled so that the restoration differs from the input by about
     `residual_std` (like a trained deblurring network; unscaled random nets saturate)."""
-    model = demoe.create_model(preset)
-    generator = torch.Generator().manual_seed(seed)
+    model = randomize_(demoe.create_model(preset), seed=seed)
     with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.dtype == torch.long:
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2)
         model.eval()
         probe = torch.from_numpy(photo(64, 64, 3, seed=seed)).permute(2, 0, 1)[None]
         residual = model(probe).image - probe

@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 from demoe import create_model, load_model
 from demoe.train import NonFiniteLossError, RunDirError, build_training_model, parse_config, train
 from demoe.train.checkpointing import list_checkpoints
-from train_fakes import FakePairs, randomize_, tiny_config
+from random_weights import randomize_
+from train_fakes import FakePairs, tiny_config
 
 FROZEN_PREFIXES = ("intro.", "encoders.", "downs.", "router.")
 

@@ -73,17 +73,3 @@ def tiny_config(**sections) -> dict:
         else:
             values[name] = overrides
     return values
-
-
-def randomize_(model: torch.nn.Module, seed: int = 1234, scale: float = 0.2) -> torch.nn.Module:
-    """Random values in every floating tensor (fresh NAFBlocks are the identity otherwise)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * scale)
-    return model
