@@ -11,6 +11,7 @@ import sys
 
 from demoe import __version__
 from demoe.cli import analyze, data, deblur, demo, evaluate, export, metrics, model_commands, train
+from demoe.extras import extra_for, missing_extra_message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except ModuleNotFoundError as error:
+        if extra_for(error) is None:
+            raise  # not an optional package: a broken install or a bug, keep the traceback
+        print(f"demoe {args.command}: {missing_extra_message(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from demoe.evaluation import metrics
 from demoe.imageio import to_float
 
 
@@ -164,6 +163,8 @@ def evaluate_pair(
     Returns {"protocol": name, "psnr": dB, "ssim": ...} plus "mae" (dpdd), "gain" (realblur),
     "psnr_masked"/"ssim_masked" (reloblur with a mask).
     """
+    from demoe.evaluation import metrics  # SciPy (the [eval] extra): only scoring needs it, not the table
+
     protocol = protocol or protocol_for(dataset)
     restored, sharp = np.asarray(restored), np.asarray(sharp)
     if restored.shape != sharp.shape:
