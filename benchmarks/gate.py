@@ -30,6 +30,7 @@ float16 model is gated, and its mean PSNR difference against the float32 candida
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -44,7 +45,13 @@ from demoe.checkpoints import save_pretrained
 from demoe.config import TASK_NAMES
 from demoe.data.synthetic import (
     DarkSceneConfig,
+    DefocusConfig,
+    GlobalMotionConfig,
+    LocalMotionConfig,
+    LowLightConfig,
+    ShakeConfig,
     SynthConfig,
+    SynthGlobalMotionConfig,
     load_photo,
     sharp_image_paths,
     synthesize_crop,
@@ -57,6 +64,22 @@ CROP = 256
 VAL_COLLECTIONS = ("Kodak24", "McMaster")
 REAL_PAIRS = {"GoPro": "synth_global_motion", "RealBlur": "global_motion"}
 CAMERA_MOTION = {"global_motion", "synth_global_motion"}
+# The validation's blur ranges, pinned (the generator's defaults of 2026-12, issue 16) so that
+# every row of the learning curve is measured on the same images when the training ranges move.
+VALIDATION_SYNTH = SynthConfig(
+    defocus=DefocusConfig(num_layers=(3, 6), max_radius_px=(1.5, 6.0), correlation=(0.25, 0.8), tilt=(0.0, 1.0)),
+    global_motion=GlobalMotionConfig(
+        shake=ShakeConfig(length_px=(3.0, 13.0), smoothness=(0.55, 0.9), impulse_probability=0.04, num_steps=48),
+        shot_noise=(0.0, 6e-4), read_noise=(0.0, 2e-3), jpeg_quality=(75, 95)),
+    local_motion=LocalMotionConfig(object_area=(0.06, 0.3), num_vertices=(5, 12), roughness=(0.1, 0.45),
+                                   feather_px=(0.7, 2.0), length_px=(6.0, 24.0)),
+    synth_global_motion=SynthGlobalMotionConfig(translation_px=(5.0, 22.0), rotation_deg=(0.0, 1.0), zoom=(0.0, 0.02),
+                                                frame_step_px=1.0, num_frames=(7, 41), gamma=2.2),
+    low_light=LowLightConfig(
+        exposure=(0.02, 0.2),
+        shake=ShakeConfig(length_px=(3.0, 12.0), smoothness=(0.55, 0.9), impulse_probability=0.04, num_steps=48),
+        full_well=(1000.0, 8000.0), read_noise=(5e-4, 3e-3)),
+)
 WORSE_DB = 0.1
 MAX_WORSE_FRACTION = 0.05
 
@@ -77,8 +100,8 @@ def quantise(image: np.ndarray) -> np.ndarray:
 def validation_pairs(shared: Path) -> list[Pair]:
     """The held-out synthetic validation (normal and dark scenes), deterministic in SEED."""
     photos = [path for name in VAL_COLLECTIONS for path in sharp_image_paths(shared / "data" / "sharp" / name)]
-    normal = SynthConfig()
-    dark = SynthConfig(dark_scene=DarkSceneConfig(probability=1.0))
+    normal = VALIDATION_SYNTH
+    dark = dataclasses.replace(VALIDATION_SYNTH, dark_scene=DarkSceneConfig(probability=1.0, mean_luminance=(0.15, 0.3)))
     pairs = []
     for photo_index, path in enumerate(photos):
         photo = load_photo(path)
