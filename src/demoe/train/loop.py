@@ -11,6 +11,7 @@ deterministic dataset items make a resumed run end with the same weights as an u
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -21,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -329,6 +330,44 @@ def _precision(config: TrainConfig, device: torch.device) -> tuple[torch.dtype |
     return None, False
 
 
+@dataclass
+class _Run:
+    """What one training run holds once it is set up (`_setup`)."""
+
+    config: TrainConfig
+    run_dir: Path
+    context: DistributedContext
+    model: DeblurUNet  # the network whose weights are trained and saved
+    frozen: list[nn.Module]
+    ema: ExponentialMovingAverage | None
+    trainable: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    autocast_dtype: torch.dtype | None  # None = fp32
+    train_dataset: Dataset
+    sampler: ResumableSampler
+    loader: DataLoader
+    val_loader: DataLoader | None  # rank 0 only
+    local_batch_size: int
+    steps_per_epoch: int
+    total_steps: int  # length of the schedule
+    train_model: nn.Module | None = None  # the model as stepped: DDP-wrapped and/or compiled
+
+    @property
+    def device(self) -> torch.device:
+        return self.context.device
+
+
+@dataclass(frozen=True)
+class _StepResult:
+    loss: torch.Tensor  # the total loss, averaged over processes (0-d, detached)
+    pixel_loss: torch.Tensor
+    class_loss: torch.Tensor | None
+    grad_norm: torch.Tensor | None
+    lr: float  # the learning rate the step used
+
+
 def _run(
     config: TrainConfig,
     run_dir: Path,
@@ -338,22 +377,67 @@ def _run(
     train_dataset: Dataset | None,
     val_dataset: Dataset | None,
 ) -> TrainResult:
-    device = context.device
     if config.train.batch_size % context.world_size:
         raise ConfigError(
             f"train.batch_size: the global batch {config.train.batch_size} must divide evenly "
             f"across {context.world_size} processes"
         )
-    local_batch_size = config.train.batch_size // context.world_size
-    if config.runtime.cpu_threads > 0:
-        torch.set_num_threads(config.runtime.cpu_threads)
-    if config.runtime.deterministic:
-        torch.use_deterministic_algorithms(True)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not config.runtime.deterministic
-        torch.set_float32_matmul_precision("high")
+    with _process_settings(config, context.device):
+        resume_from = _prepare_run_dir(run_dir, config, resume, context)
+        run = _setup(config, run_dir, context, train_dataset, val_dataset)
+        start_step, rng_state = _load_resume_state(run, resume_from)
+        # Experts that see no image in a step get no gradient; DDP must be told to look for them.
+        find_unused = config.train.forced_task is not None or config.train.routing == "label"
+        run.train_model = wrap_for_training(run.model, context, find_unused)
+        if config.runtime.compile:
+            run.train_model = torch.compile(run.train_model)
+        # Random states last, right before the first step: dropout and router noise differ per rank.
+        if rng_state is not None:
+            checkpointing.restore_rng_state(rng_state, context.device)
+        else:
+            _seed_everything(config.seed + 1_000_003 * context.rank + start_step)
+        stop_step = run.total_steps if max_steps is None else min(run.total_steps, max_steps)
+        return _loop(run, start_step, stop_step)
 
-    resume_from = _prepare_run_dir(run_dir, config, resume, context)
+
+@contextlib.contextmanager
+def _process_settings(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Process-wide torch settings for the run (threads, determinism, cuDNN autotuning, TF32),
+    put back as they were when the run ends."""
+    previous = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.get_float32_matmul_precision(),
+    )
+    try:
+        if config.runtime.cpu_threads > 0:
+            torch.set_num_threads(config.runtime.cpu_threads)
+        if config.runtime.deterministic:
+            torch.use_deterministic_algorithms(True)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = not config.runtime.deterministic
+            torch.set_float32_matmul_precision("high")
+        yield
+    finally:
+        threads, deterministic, warn_only, benchmark, matmul_precision = previous
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        torch.set_float32_matmul_precision(matmul_precision)
+
+
+def _setup(
+    config: TrainConfig,
+    run_dir: Path,
+    context: DistributedContext,
+    train_dataset: Dataset | None,
+    val_dataset: Dataset | None,
+) -> _Run:
+    """Model, data, optimizer and schedule of a fresh run (before any checkpoint is loaded)."""
+    device = context.device
+    local_batch_size = config.train.batch_size // context.world_size
 
     # Model: the same initial weights on every rank (DDP also broadcasts rank 0's).
     _seed_everything(config.seed)
@@ -376,7 +460,6 @@ def _run(
             f"global batch of {config.train.batch_size}"
         )
     total_steps = config.train.total_steps or config.train.epochs * steps_per_epoch
-    stop_step = total_steps if max_steps is None else min(total_steps, max_steps)
     loader = make_loader(
         train_dataset, sampler, local_batch_size, config.train.num_workers, device.type == "cuda"
     )
@@ -400,59 +483,85 @@ def _run(
         optimizer, lambda step: cosine_factor(step, total_steps, config.optim.lr, config.optim.min_lr)
     )
     autocast_dtype, use_scaler = _precision(config, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    return _Run(
+        config=config,
+        run_dir=run_dir,
+        context=context,
+        model=model,
+        frozen=frozen,
+        ema=ema,
+        trainable=trainable,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type, enabled=use_scaler),
+        autocast_dtype=autocast_dtype,
+        train_dataset=train_dataset,
+        sampler=sampler,
+        loader=loader,
+        val_loader=val_loader,
+        local_batch_size=local_batch_size,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+    )
 
-    start_step = 0
-    restore_rng = None
-    if resume_from is not None:
-        model_state, ema_state, state = checkpointing.load_checkpoint(resume_from)
-        if state["global_batch_size"] != config.train.batch_size or state["steps_per_epoch"] != steps_per_epoch:
-            raise ConfigError(
-                f"train.batch_size: {resume_from} was written with a global batch of "
-                f"{state['global_batch_size']} and {state['steps_per_epoch']} steps per epoch; "
-                f"now {config.train.batch_size} and {steps_per_epoch}: the data position would not match"
-            )
-        model.load_state_dict(model_state, strict=True)
-        if ema is not None:
-            if ema_state is None:
-                raise ConfigError(f"train.ema_decay: {resume_from} holds no EMA weights")
-            ema.model.load_state_dict(ema_state, strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["grad_scaler"])
-        start_step = int(state["step"])
-        if len(state["rng"]) == context.world_size:
-            restore_rng = state["rng"][context.rank]
-        elif context.is_main:
-            print(f"demoe train: warning: {resume_from} was written by {len(state['rng'])} "
-                  f"processes, now {context.world_size}: random states are re-seeded",
-                  file=sys.stderr)
 
-    # Experts that see no image in a step get no gradient; DDP must be told to look for them.
-    find_unused = config.train.forced_task is not None or config.train.routing == "label"
-    train_model = wrap_for_training(model, context, find_unused)
-    if config.runtime.compile:
-        train_model = torch.compile(train_model)
+def _load_resume_state(run: _Run, checkpoint: Path | None) -> tuple[int, Any]:
+    """Weights, EMA, optimizer, schedule and scaler from a checkpoint; (its step, this rank's
+    random state or None). A fresh run starts at step 0."""
+    if checkpoint is None:
+        return 0, None
+    config, context = run.config, run.context
+    model_state, ema_state, state = checkpointing.load_checkpoint(checkpoint)
+    if state["global_batch_size"] != config.train.batch_size or state["steps_per_epoch"] != run.steps_per_epoch:
+        raise ConfigError(
+            f"train.batch_size: {checkpoint} was written with a global batch of "
+            f"{state['global_batch_size']} and {state['steps_per_epoch']} steps per epoch; "
+            f"now {config.train.batch_size} and {run.steps_per_epoch}: the data position would not match"
+        )
+    run.model.load_state_dict(model_state, strict=True)
+    if run.ema is not None:
+        if ema_state is None:
+            raise ConfigError(f"train.ema_decay: {checkpoint} holds no EMA weights")
+        run.ema.model.load_state_dict(ema_state, strict=True)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["grad_scaler"])
+    if len(state["rng"]) == context.world_size:
+        return int(state["step"]), state["rng"][context.rank]
+    if context.is_main:
+        print(f"demoe train: warning: {checkpoint} was written by {len(state['rng'])} "
+              f"processes, now {context.world_size}: random states are re-seeded",
+              file=sys.stderr)
+    return int(state["step"]), None
 
-    # Random states last, right before the first step: dropout and router noise differ per rank.
-    if restore_rng is not None:
-        checkpointing.restore_rng_state(restore_rng, device)
-    else:
-        _seed_everything(config.seed + 1_000_003 * context.rank + start_step)
 
+class _Batches:
+    """The batch of each step: epoch e's permutation from its (seed, e) position on, so a run
+    resumed mid-epoch sees the same batches as an uninterrupted one."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.iterator: Iterator[dict] | None = None
+
+    def __call__(self, step: int) -> dict:
+        run = self.run
+        epoch, batch_in_epoch = divmod(step, run.steps_per_epoch)
+        if self.iterator is None or batch_in_epoch == 0:
+            run.sampler.set_position(epoch, batch_in_epoch * run.local_batch_size)
+            run.train_dataset.set_epoch(epoch)
+            run.loader.generator.manual_seed(run.config.seed * 100_003 + epoch)
+            self.iterator = iter(run.loader)
+        return next(self.iterator)
+
+
+def _loop(run: _Run, start_step: int, stop_step: int) -> TrainResult:
+    """Steps start_step .. stop_step - 1, with logging, validation and checkpoints."""
+    config, context = run.config, run.context
     writer = None
     if context.is_main and config.log.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR))
-
-    export_extra = {
-        "stage": config.stage,
-        "run_dir": str(run_dir.resolve()),
-        "weights": "ema" if ema is not None else "model",
-    }
-    task = config.train.forced_task or "auto"
-    last_validation: ValidationResult | None = None
+        writer = SummaryWriter(str(run.run_dir / TENSORBOARD_DIR))
     progress = tqdm(
         total=stop_step,
         initial=start_step,
@@ -463,140 +572,156 @@ def _run(
     )
     if start_step >= stop_step and context.is_main:
         progress.write(f"nothing to do: the run is at step {start_step}, the stop step is {stop_step}")
-    set_training_mode(model, frozen)
-    iterator = None
-    window_start = time.perf_counter()
-    window_images = 0
-
-    def save(step: int) -> None:
-        rng_states = gather_objects(checkpointing.capture_rng_state(device), context)
-        if context.is_main:
-            training_state = {
-                "format_version": checkpointing.STATE_FORMAT_VERSION,
-                "step": step,
-                "epoch": step // steps_per_epoch,
-                "batch_in_epoch": step % steps_per_epoch,
-                "steps_per_epoch": steps_per_epoch,
-                "global_batch_size": config.train.batch_size,
-                "world_size": context.world_size,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "grad_scaler": scaler.state_dict(),
-                "rng": rng_states,
-            }
-            extra = {**export_extra, "step": step}
-            checkpointing.save_checkpoint(
-                run_dir, step, model, training_state, None if ema is None else ema.model, extra
-            )
-            checkpointing.save_last(run_dir, model if ema is None else ema.model, extra)
-            checkpointing.prune_checkpoints(run_dir, config.log.keep_checkpoints)
-        barrier(context)
-
+    set_training_mode(run.model, run.frozen)
+    batches = _Batches(run)
+    last_validation: ValidationResult | None = None
     stopped_by_signal = False
-    stop_request = StopRequest().__enter__()
+    done = start_step
+    window_start, window_images = time.perf_counter(), 0
     try:
-        for step in range(start_step, stop_step):
-            epoch, batch_in_epoch = divmod(step, steps_per_epoch)
-            if iterator is None or batch_in_epoch == 0:
-                sampler.set_position(epoch, batch_in_epoch * local_batch_size)
-                train_dataset.set_epoch(epoch)
-                loader.generator.manual_seed(config.seed * 100_003 + epoch)
-                iterator = iter(loader)
-            batch = next(iterator)
-            blurry = batch["blurry"].to(device, non_blocking=True)
-            sharp = batch["sharp"].to(device, non_blocking=True).float()
-            labels = batch["label"].to(device, non_blocking=True)
-            if config.runtime.channels_last:
-                blurry = blurry.contiguous(memory_format=torch.channels_last)
-
-            routing = task
-            if config.train.routing == "label":
-                routing = F.one_hot(labels, model.config.num_experts).float()
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                output = train_model(blurry, task=routing)
-            pixel_loss = pixel_loss_value(output.image.float(), sharp, config.loss.pixel)
-            loss = config.loss.pixel_weight * pixel_loss
-            class_loss = None
-            if config.loss.class_weight > 0:
-                class_loss = F.cross_entropy(output.router_logits.float(), labels)
-                loss = loss + config.loss.class_weight * class_loss
-
-            reported = all_reduce_mean(loss.detach(), context)
-            if not bool(torch.isfinite(reported)):
-                newest = checkpointing.latest_checkpoint(run_dir)
-                kept = f"the last good checkpoint is {newest}" if newest else "no checkpoint was written yet"
-                raise NonFiniteLossError(
-                    f"the training loss became {float(reported)} at step {step + 1} (epoch {epoch}); "
-                    f"stopping without saving. {kept}. Lower optim.lr or set optim.grad_clip, "
-                    "then continue with --resume."
+        with StopRequest() as stop_request:
+            for step in range(start_step, stop_step):
+                result = _train_step(run, batches(step), step)
+                done = step + 1
+                window_images += config.train.batch_size
+                progress.update(1)
+                if context.is_main and (done % config.log.log_every == 0 or done == stop_step):
+                    elapsed = time.perf_counter() - window_start
+                    _log_step(writer, progress, result, done, step // run.steps_per_epoch,
+                              window_images / max(elapsed, 1e-9))
+                    window_start, window_images = time.perf_counter(), 0
+                validate_now = run.val_loader is not None and (
+                    (config.log.validate_every > 0 and done % config.log.validate_every == 0) or done == stop_step
                 )
-
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            grad_norm = None
-            if config.optim.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.grad_clip)
-            step_lr = optimizer.param_groups[0]["lr"]
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-
-            done = step + 1
-            window_images += config.train.batch_size
-            progress.update(1)
-            if context.is_main and (done % config.log.log_every == 0 or done == stop_step):
-                elapsed = time.perf_counter() - window_start
-                scalars = {
-                    "train/loss": float(reported),
-                    "train/pixel_loss": float(pixel_loss.detach()),
-                    "train/lr": step_lr,
-                    "train/images_per_second": window_images / max(elapsed, 1e-9),
-                    "train/epoch": epoch,
-                }
-                if class_loss is not None:
-                    scalars["train/class_loss"] = float(class_loss.detach())
-                if grad_norm is not None:
-                    scalars["train/grad_norm"] = float(grad_norm)
-                if writer is not None:
-                    for name, value in scalars.items():
-                        writer.add_scalar(name, value, done)
-                progress.set_postfix(loss=f"{float(reported):.4f}", lr=f"{scalars['train/lr']:.2e}")
-                window_start, window_images = time.perf_counter(), 0
-
-            validate_now = val_loader is not None and (
-                (config.log.validate_every > 0 and done % config.log.validate_every == 0) or done == stop_step
-            )
-            if context.is_main and validate_now:
-                evaluated = model if ema is None else ema.model
-                last_validation = validate(evaluated, val_loader, device, None, config.log.sample_images)
-                set_training_mode(model, frozen)
-                if ema is not None:
-                    ema.model.eval()
-                _log_validation(writer, progress, last_validation, done)
-            if stop_request.agreed(context):
-                save(done)
-                stopped_by_signal = True
-                progress.write(f"stopped by signal {stop_request.received} after step {done}; "
-                               f"checkpoint saved, continue with --resume")
-                break
-            if done % config.log.save_every == 0 or done == stop_step:
-                save(done)
+                if context.is_main and validate_now:
+                    last_validation = _validate(run)
+                    _log_validation(writer, progress, last_validation, done)
+                if stop_request.agreed(context):
+                    _save(run, done)
+                    stopped_by_signal = True
+                    progress.write(f"stopped by signal {stop_request.received} after step {done}; "
+                                   f"checkpoint saved, continue with --resume")
+                    break
+                if done % config.log.save_every == 0 or done == stop_step:
+                    _save(run, done)
     finally:
-        stop_request.__exit__(None, None, None)
         progress.close()
         if writer is not None:
             writer.close()
     return TrainResult(
-        run_dir=run_dir,
+        run_dir=run.run_dir,
         step=done if stopped_by_signal else stop_step,
-        total_steps=total_steps,
-        last_dir=run_dir / checkpointing.LAST_DIR,
+        total_steps=run.total_steps,
+        last_dir=run.run_dir / checkpointing.LAST_DIR,
         validation=last_validation,
         stopped_by_signal=stopped_by_signal,
     )
+
+
+def _train_step(run: _Run, batch: dict, step: int) -> _StepResult:
+    """One optimizer step on one batch: forward (autocast), losses in fp32, backward, update."""
+    config, device = run.config, run.device
+    blurry = batch["blurry"].to(device, non_blocking=True)
+    sharp = batch["sharp"].to(device, non_blocking=True).float()
+    labels = batch["label"].to(device, non_blocking=True)
+    if config.runtime.channels_last:
+        blurry = blurry.contiguous(memory_format=torch.channels_last)
+    routing: str | torch.Tensor = config.train.forced_task or "auto"
+    if config.train.routing == "label":
+        routing = F.one_hot(labels, run.model.config.num_experts).float()  # (B, E)
+
+    dtype = run.autocast_dtype
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        output = run.train_model(blurry, task=routing)
+    pixel_loss = pixel_loss_value(output.image.float(), sharp, config.loss.pixel)
+    loss = config.loss.pixel_weight * pixel_loss
+    class_loss = None
+    if config.loss.class_weight > 0:
+        class_loss = F.cross_entropy(output.router_logits.float(), labels)
+        loss = loss + config.loss.class_weight * class_loss
+
+    reported = all_reduce_mean(loss.detach(), run.context)
+    if not bool(torch.isfinite(reported)):
+        newest = checkpointing.latest_checkpoint(run.run_dir)
+        kept = f"the last good checkpoint is {newest}" if newest else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"the training loss became {float(reported)} at step {step + 1} "
+            f"(epoch {step // run.steps_per_epoch}); stopping without saving. {kept}. "
+            "Lower optim.lr or set optim.grad_clip, then continue with --resume."
+        )
+
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    grad_norm = None
+    if config.optim.grad_clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, config.optim.grad_clip)
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
+    return _StepResult(reported, pixel_loss.detach(), None if class_loss is None else class_loss.detach(), grad_norm, lr)
+
+
+def _validate(run: _Run) -> ValidationResult:
+    """Validation of the trained (or EMA) weights in fp32; training modes restored after."""
+    evaluated = run.model if run.ema is None else run.ema.model
+    result = validate(evaluated, run.val_loader, run.device, None, run.config.log.sample_images)
+    set_training_mode(run.model, run.frozen)
+    if run.ema is not None:
+        run.ema.model.eval()
+    return result
+
+
+def _save(run: _Run, step: int) -> None:
+    """A resumable checkpoint at `step` and RUN_DIR/last (rank 0 writes; every rank waits)."""
+    context, config = run.context, run.config
+    rng_states = gather_objects(checkpointing.capture_rng_state(run.device), context)
+    if context.is_main:
+        training_state = {
+            "format_version": checkpointing.STATE_FORMAT_VERSION,
+            "step": step,
+            "epoch": step // run.steps_per_epoch,
+            "batch_in_epoch": step % run.steps_per_epoch,
+            "steps_per_epoch": run.steps_per_epoch,
+            "global_batch_size": config.train.batch_size,
+            "world_size": context.world_size,
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "grad_scaler": run.scaler.state_dict(),
+            "rng": rng_states,
+        }
+        extra = {
+            "stage": config.stage,
+            "run_dir": str(run.run_dir.resolve()),
+            "weights": "ema" if run.ema is not None else "model",
+            "step": step,
+        }
+        ema_model = None if run.ema is None else run.ema.model
+        checkpointing.save_checkpoint(run.run_dir, step, run.model, training_state, ema_model, extra)
+        checkpointing.save_last(run.run_dir, run.model if ema_model is None else ema_model, extra)
+        checkpointing.prune_checkpoints(run.run_dir, config.log.keep_checkpoints)
+    barrier(context)
+
+
+def _log_step(writer: Any, progress: tqdm, result: _StepResult, step: int, epoch: int, images_per_second: float) -> None:
+    scalars = {
+        "train/loss": float(result.loss),
+        "train/pixel_loss": float(result.pixel_loss),
+        "train/lr": result.lr,
+        "train/images_per_second": images_per_second,
+        "train/epoch": epoch,
+    }
+    if result.class_loss is not None:
+        scalars["train/class_loss"] = float(result.class_loss)
+    if result.grad_norm is not None:
+        scalars["train/grad_norm"] = float(result.grad_norm)
+    if writer is not None:
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, step)
+    progress.set_postfix(loss=f"{scalars['train/loss']:.4f}", lr=f"{result.lr:.2e}")
 
 
 def _log_validation(writer: Any, progress: tqdm, result: ValidationResult, step: int) -> None:
