@@ -3,6 +3,8 @@ sharp photographs in linear light.
 
 - `synthesize(sharp, task, rng, config)`: one (blurry, sharp) pair from one photograph;
 - `SyntheticBlurDataset`: pairs of all types on the fly, for training;
+- `SyntheticBlurBatches`, `synthesize_batch`: the same blur models for whole batches on the
+  training device (torch; `data.train.kind: synthetic_device`);
 - `SynthConfig`: every parameter range (see docs/synthetic-blur.md);
 - `sharp_image_paths(folder)`, `shipped_photo_paths()`: photographs to start from.
 """
@@ -25,8 +27,13 @@ from demoe.data.synthetic.dataset import (
     synthesize_crop,
 )
 from demoe.data.synthetic.generator import SynthSample, synthesize, synthesize_sample
+from demoe.data.synthetic.batched import BatchedSample, PhotoBank, SyntheticBlurBatches, synthesize_batch
 
 __all__ = [
+    "BatchedSample",
+    "PhotoBank",
+    "SyntheticBlurBatches",
+    "synthesize_batch",
     "DefocusConfig",
     "DarkSceneConfig",
     "GlobalMotionConfig",
