@@ -38,3 +38,8 @@ def atomic_write(target: str | os.PathLike, write: Callable[[str], None]) -> Pat
         Path(temporary).unlink(missing_ok=True)
         raise
     return target
+
+
+def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `target` atomically; see `atomic_write`."""
+    return atomic_write(target, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))

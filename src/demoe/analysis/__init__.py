@@ -1,6 +1,7 @@
-"""Analysis of models: weight similarity (Pearson, CKA), expert specialisation, router study,
-encoder-feature t-SNE, and the plots and tables of the paper.
+"""Analysis of models: weight similarity (Pearson, CKA), expert specialisation, encoder-feature
+t-SNE, and the plots of the paper.
 
-Pure functions live in `similarity`, `router` and `tables`; `features` runs the encoder;
-`plots` writes PNG files.
+Pure functions live in `similarity`; `features` runs the encoder; `plots` writes PNG files. The
+router study and the result tables are what `demoe eval` reports, so they live in
+`demoe.evaluation` (`router`, `tables`), which analysis may use but never the reverse.
 """

@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from demoe.analysis.similarity import LAYER_TYPES, LayerSimilarity
+from demoe.fileio import atomic_write
 
 HIGH_CORRELATION = 0.7  # Asuero et al. (2006), the red line of the paper's Fig. 2 / 7
 _TYPE_TITLES = {"conv1x1": "1x1 convolutions", "conv3x3": "3x3 convolutions", "norm": "layer norms", "sca": "SCA"}
@@ -37,11 +38,8 @@ def short_layer_name(name: str) -> str:
 
 
 def _save(figure: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=100)
-    return path
+    return atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100))
 
 
 def plot_layer_bars(

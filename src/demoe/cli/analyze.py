@@ -9,6 +9,7 @@ from pathlib import Path
 
 from demoe.checkpoints import WeightsNotFoundError, create_model, load_model
 from demoe.config import PRESETS
+from demoe.fileio import atomic_write_text
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -148,7 +149,7 @@ def run_similarity(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "similarity.json").write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(out / "similarity.json", json.dumps(report, indent=2) + "\n")
         series = {f"{pair.a} vs {pair.b}": pair.layers for pair in pairs}
         plots.plot_layer_bars(series, "pearson", out / "similarity_pearson.png", "Per-layer Pearson correlation")
         plots.plot_layer_bars(series, "cka", out / "similarity_cka.png", "Per-layer RBF CKA", line=None)
@@ -190,7 +191,7 @@ def run_experts(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "experts.json").write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(out / "experts.json", json.dumps(report, indent=2) + "\n")
         layers = [layer for block in blocks for layer in mean_over_pairs(block.pairs)]
         series = {"mean over expert pairs": layers}
         plots.plot_layer_bars(series, "pearson", out / "experts_pearson.png", "Pearson between experts (mean over pairs)")
@@ -240,7 +241,7 @@ def _encode(args: argparse.Namespace, command: str):
 
 def run_router(args: argparse.Namespace) -> int:
     from demoe.analysis import plots
-    from demoe.analysis.router import router_study
+    from demoe.evaluation.router import router_study
 
     try:
         model, encoded = _encode(args, "router")
@@ -252,8 +253,8 @@ def run_router(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "router.json").write_text(json.dumps(study.to_dict(), indent=2) + "\n")
-        (out / "router.md").write_text(study.to_markdown())
+        atomic_write_text(out / "router.json", json.dumps(study.to_dict(), indent=2) + "\n")
+        atomic_write_text(out / "router.md", study.to_markdown())
         plots.plot_confusion(study.confusion, study.class_names, out / "router_confusion.png")
         plots.plot_mean_router_output(study.mean_output, study.class_names, out / "router_mean_output.png")
     if args.json:
@@ -280,7 +281,7 @@ def run_tsne(args: argparse.Namespace) -> int:
         {"path": path, "dataset": dataset, "x": float(x), "y": float(y)}
         for path, dataset, (x, y) in zip(encoded.paths, encoded.datasets, coords)
     ]
-    (out / "tsne.json").write_text(json.dumps({"weights": args.weights, "points": points}, indent=2) + "\n")
+    atomic_write_text(out / "tsne.json", json.dumps({"weights": args.weights, "points": points}, indent=2) + "\n")
     plots.plot_tsne(coords, encoded.datasets, out / "tsne.png", f"t-SNE of encoder features ({Path(args.weights).name})")
     print(f"wrote {out / 'tsne.png'} and {out / 'tsne.json'} ({len(points)} images)")
     return 0

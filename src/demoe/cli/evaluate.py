@@ -130,7 +130,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        from demoe.analysis.tables import to_markdown
+        from demoe.evaluation.tables import to_markdown
 
         print(to_markdown(result.table()))
         if result.router is not None:

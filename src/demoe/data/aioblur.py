@@ -22,6 +22,7 @@ distribution without any sampler. The only randomness is the LOLBlur draw, seede
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections import Counter
@@ -45,6 +46,7 @@ from demoe.data.sources import (
     read_rsblur,
 )
 from demoe.data.sources.common import DatasetLayoutError, list_images
+from demoe.fileio import atomic_write_text
 from demoe.imageio import read_rgb_float
 
 AIO_BLUR_DATASETS = ("RealBlur-J", "ReLoBlur", "LOLBlur", "GoPro", "DPDD")  # Table 4 order
@@ -204,11 +206,11 @@ def cached_mse(records: list[PairRecord], cache: Path | None, downscale: int, wo
             return np.array([float(row["mse"]) for row in rows], dtype=np.float64)
     mse = compute_mse(records, downscale, workers)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with cache.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["blurry", "sharp", "downscale", "mse"])
-            writer.writerows((blurry, sharp, downscale, repr(float(value))) for (blurry, sharp), value in zip(keys, mse))
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["blurry", "sharp", "downscale", "mse"])
+        writer.writerows((blurry, sharp, downscale, repr(float(value))) for (blurry, sharp), value in zip(keys, mse))
+        atomic_write_text(cache, text.getvalue())
     return mse
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from demoe.config import TASK_NAMES
+from demoe.fileio import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 
@@ -85,7 +86,7 @@ def _resolve(base: Path, value: str | None) -> str | None:
 def write_manifest(path: str | os.PathLike, records: Iterable[PairRecord], relative_to_manifest: bool = True) -> Path:
     """Write records atomically; paths under the manifest's folder are stored relative to it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # resolve() below needs the folder
     base = path.resolve().parent
     lines = []
     for record in records:
@@ -95,10 +96,7 @@ def write_manifest(path: str | os.PathLike, records: Iterable[PairRecord], relat
                 if values[key] is not None:
                     values[key] = _relative(base, values[key])
         lines.append(json.dumps(values))
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("\n".join(lines) + ("\n" if lines else ""))
-    os.replace(temporary, path)
-    return path
+    return atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
 def _relative(base: Path, value: str) -> str:

@@ -3,7 +3,7 @@
 `run_benchmark` restores every record of a manifest once per variant (auto routing with
 k = 1..5, a fixed expert, or the paper's † manual choice of the record's own expert), scores the
 result against the ground truth with `demoe.evaluation.protocols.evaluate_pair` (or NIQE for
-blurry-only sets), and returns per-image rows that `demoe.analysis.tables` turns into the
+blurry-only sets), and returns per-image rows that `demoe.evaluation.tables` turns into the
 paper's Table 1 / Table 2 layout. The router's verdict is recorded once per image.
 """
 
@@ -20,11 +20,12 @@ from typing import Callable, Iterable, Literal, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from demoe.analysis.router import router_study
-from demoe.analysis.tables import build_table, method_label, to_csv, to_json, to_markdown
 from demoe.data.manifest import PairRecord
 from demoe.evaluation.no_reference import NoReferenceScorer
 from demoe.evaluation.protocols import evaluate_pair
+from demoe.evaluation.router import router_study
+from demoe.evaluation.tables import build_table, method_label, to_csv, to_json, to_markdown
+from demoe.fileio import atomic_write_text
 from demoe.imageio import as_rgb, read_array
 from demoe.inference import Deblurrer
 
@@ -85,13 +86,13 @@ class BenchmarkResult:
         """per_image.jsonl, table.{md,csv,json}, router.{json,md} in out_dir (created)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _write_text(out / "per_image.jsonl", "".join(json.dumps(_jsonable(r)) + "\n" for r in self.rows))
+        atomic_write_text(out / "per_image.jsonl", "".join(json.dumps(_jsonable(r)) + "\n" for r in self.rows))
         table = self.table()
-        _write_text(out / "table.md", to_markdown(table))
-        _write_text(out / "table.csv", to_csv(table))
-        _write_text(out / "table.json", json.dumps(to_json(table), indent=2) + "\n")
+        atomic_write_text(out / "table.md", to_markdown(table))
+        atomic_write_text(out / "table.csv", to_csv(table))
+        atomic_write_text(out / "table.json", json.dumps(to_json(table), indent=2) + "\n")
         if self.router is not None:
-            _write_text(out / "router.json", json.dumps(self.router, indent=2) + "\n")
+            atomic_write_text(out / "router.json", json.dumps(self.router, indent=2) + "\n")
         return out
 
     def to_dict(self) -> dict:
@@ -100,12 +101,6 @@ class BenchmarkResult:
             "router": self.router,
             "per_image": [_jsonable(r) for r in self.rows],
         }
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def _jsonable(row: dict) -> dict:

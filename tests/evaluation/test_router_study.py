@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from demoe.analysis.router import (
+from demoe.evaluation.router import (
     accuracy,
     accuracy_per_dataset,
     confusion_matrix,

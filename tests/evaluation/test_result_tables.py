@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from demoe.analysis.tables import build_table, method_label, to_csv, to_json, to_markdown
+from demoe.evaluation.tables import build_table, method_label, to_csv, to_json, to_markdown
 from demoe.evaluation.cost import Cost
 
 
