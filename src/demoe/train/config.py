@@ -28,7 +28,7 @@ from demoe.config import TASK_NAMES, ModelConfig, get_preset
 
 Stage = Literal["pretrain", "experts"]
 Trainable = Literal["all", "decoder", "router"]
-DataKind = Literal["manifest", "synthetic"]
+DataKind = Literal["manifest", "synthetic", "synthetic_device"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PixelLoss = Literal["l1", "psnr"]
@@ -57,7 +57,9 @@ class DataConfig:
     """One dataset: pairs from a manifest, or blur synthesised on the fly from photographs.
 
     Random crops and flips are the dataset's own (demoe.data); items are deterministic in
-    (seed, epoch, index), which is what makes resumed runs exact.
+    (seed, epoch, index), which is what makes resumed runs exact. Kind "synthetic_device"
+    (training only) synthesises whole batches on the training device
+    (demoe.data.synthetic.SyntheticBlurBatches), each a function of (seed, step, rank).
     """
 
     kind: DataKind = "manifest"
@@ -65,10 +67,10 @@ class DataConfig:
     split: str = "train"  # kind "manifest": records of this split
     datasets: tuple[str, ...] = ()  # keep only these source datasets (empty = all)
     tasks: tuple[str, ...] = TASK_NAMES  # blur types to keep (manifest) or synthesise
-    # kind "synthetic": folder(s) of sharp photographs, searched recursively
+    # kinds "synthetic", "synthetic_device": folder(s) of sharp photographs, searched recursively
     photos: str | tuple[str, ...] | None = None
-    length: int | None = None  # kind "synthetic": items per epoch (None = dataset default)
-    # kind "synthetic": share of non-low-light items darkened to a dark but normally exposed
+    length: int | None = None  # synthetic kinds: items per epoch (None = photographs x tasks)
+    # synthetic kinds: share of non-low-light items darkened to a dark but normally exposed
     # scene before blurring (demoe.data.synthetic.DarkSceneConfig), labelled with their blur
     dark_scenes: float = 0.0
     crop_size: int = 384  # square crop side in pixels
@@ -301,8 +303,11 @@ def validate(config: TrainConfig) -> None:
             continue
         if data.kind == "manifest" and data.manifest is None:
             raise ConfigError(f"{section_name}.manifest: required when {section_name}.kind is 'manifest'")
-        if data.kind == "synthetic" and data.photos is None:
-            raise ConfigError(f"{section_name}.photos: required when {section_name}.kind is 'synthetic'")
+        if data.kind in ("synthetic", "synthetic_device") and data.photos is None:
+            raise ConfigError(f"{section_name}.photos: required when {section_name}.kind is {data.kind!r}")
+        if section_name == "data.val" and data.kind == "synthetic_device":
+            raise ConfigError("data.val.kind: 'synthetic_device' is for training; validate on the reference "
+                              "generator with kind 'synthetic' (the same photographs and blur models)")
         if data.crop_size < model_config.size_multiple or data.crop_size % model_config.size_multiple:
             raise ConfigError(
                 f"{section_name}.crop_size: must be a positive multiple of "

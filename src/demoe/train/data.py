@@ -9,6 +9,7 @@ where the checkpoint left it.
 from __future__ import annotations
 
 import itertools
+import signal
 from pathlib import Path
 from typing import Iterator, Protocol
 
@@ -32,8 +33,9 @@ class EpochDataset(Protocol):
     def set_epoch(self, epoch: int) -> None: ...
 
 
-def build_dataset(config: DataConfig, seed: int) -> EpochDataset:
-    """The dataset a `DataConfig` describes (demoe.data is imported here, on demand)."""
+def build_dataset(config: DataConfig, seed: int, device: torch.device | str = "cpu") -> EpochDataset:
+    """The dataset a `DataConfig` describes (demoe.data is imported here, on demand). Kind
+    "synthetic_device" gives a `SyntheticBlurBatches` on `device` (whole batches per step)."""
     if config.kind == "manifest":
         from demoe.data.datasets import PairedCropDataset
         from demoe.data.manifest import read_manifest
@@ -54,10 +56,20 @@ def build_dataset(config: DataConfig, seed: int) -> EpochDataset:
                 f"({len(records)} records in the manifest)"
             )
         return PairedCropDataset(kept, crop_size=config.crop_size, seed=seed)
-    from demoe.data.synthetic import DarkSceneConfig, SynthConfig, SyntheticBlurDataset
+    from demoe.data.synthetic import DarkSceneConfig, SynthConfig, SyntheticBlurBatches, SyntheticBlurDataset
 
     folders = (config.photos,) if isinstance(config.photos, str) else tuple(config.photos or ())
     photos = [path for folder in folders for path in list_photos(folder)]
+    if config.kind == "synthetic_device":
+        return SyntheticBlurBatches(
+            [str(path) for path in photos],
+            crop_size=config.crop_size,
+            tasks=config.tasks,
+            seed=seed,
+            length=config.length,
+            config=SynthConfig(dark_scene=DarkSceneConfig(probability=config.dark_scenes)),
+            device=device,
+        )
     return SyntheticBlurDataset(
         [str(path) for path in photos],
         crop_size=config.crop_size,
@@ -114,4 +126,11 @@ def make_loader(
         pin_memory=pin_memory,
         drop_last=True,
         generator=torch.Generator().manual_seed(0),
+        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
     )
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group: workers leave it to the main process, which
+    finishes its step, saves a checkpoint and shuts them down (demoe.train.loop.StopRequest)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

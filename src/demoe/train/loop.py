@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from demoe.checkpoints import WeightsNotFoundError, load_model
+from demoe.data.synthetic import SyntheticBlurBatches
 from demoe.model import DeblurUNet, init_experts_from_baseline
 from demoe.train import checkpointing
 from demoe.train.config import ConfigError, DataConfig, TrainConfig, dump_config, parse_yaml
@@ -256,7 +257,8 @@ def train(
     resume: continue from the newest complete checkpoint in run_dir (start fresh if none).
     max_steps: stop after this many optimizer steps in total (the schedule is unchanged).
     train_dataset / val_dataset: use these instead of building the config's data sections
-    (items as in demoe.data: blurry, sharp, label, dataset; with set_epoch).
+    (items as in demoe.data: blurry, sharp, label, dataset; with set_epoch); train_dataset may
+    also be a `demoe.data.synthetic.SyntheticBlurBatches` (whole batches made on the device).
     Under torchrun each process calls this; the process group is set up and torn down here.
     """
     context = setup_distributed(config.runtime.device)
@@ -451,7 +453,7 @@ def _setup(
 
     # Data.
     if train_dataset is None:
-        train_dataset = build_dataset(config.data.train, config.seed)
+        train_dataset = build_dataset(config.data.train, config.seed, device)
     sampler = ResumableSampler(train_dataset, context.world_size, context.rank, config.seed)
     steps_per_epoch = len(train_dataset) // config.train.batch_size
     if steps_per_epoch == 0:
@@ -537,7 +539,8 @@ def _load_resume_state(run: _Run, checkpoint: Path | None) -> tuple[int, Any]:
 
 class _Batches:
     """The batch of each step: epoch e's permutation from its (seed, e) position on, so a run
-    resumed mid-epoch sees the same batches as an uninterrupted one."""
+    resumed mid-epoch sees the same batches as an uninterrupted one. Blur synthesised on the
+    device (`SyntheticBlurBatches`) is a function of the step itself."""
 
     def __init__(self, run: _Run) -> None:
         self.run = run
@@ -545,6 +548,9 @@ class _Batches:
 
     def __call__(self, step: int) -> dict:
         run = self.run
+        if isinstance(run.train_dataset, SyntheticBlurBatches):
+            context = run.context
+            return run.train_dataset.batch(step, run.config.train.batch_size, context.rank, context.world_size)
         epoch, batch_in_epoch = divmod(step, run.steps_per_epoch)
         if self.iterator is None or batch_in_epoch == 0:
             run.sampler.set_position(epoch, batch_in_epoch * run.local_batch_size)
