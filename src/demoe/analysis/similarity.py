@@ -29,12 +29,11 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-LayerType = Literal["conv1x1", "conv3x3", "norm", "sca"]
 LAYER_TYPES: tuple[str, ...] = ("conv1x1", "conv3x3", "norm", "sca")
 
 ArrayLike = np.ndarray | torch.Tensor

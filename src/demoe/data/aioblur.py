@@ -50,7 +50,6 @@ from demoe.fileio import atomic_write_text
 from demoe.imageio import read_rgb_float
 
 AIO_BLUR_DATASETS = ("RealBlur-J", "ReLoBlur", "LOLBlur", "GoPro", "DPDD")  # Table 4 order
-AIO_BLUR_OOD_DATASETS = ("RealDOF", "RSBlur", "Real-LOLBlur")
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,6 @@ def require_dir(path: Path, dataset: str, expected: str) -> Path:
     return path
 
 
-def require_file(path: Path, dataset: str, expected: str) -> Path:
-    if not path.is_file():
-        raise DatasetLayoutError(f"{dataset}: missing file {path} (expected {expected})")
-    return path
-
-
 def first_existing(candidates: list[Path], dataset: str, expected: str, kind: str = "folder") -> Path:
     """The first candidate that exists; the error lists every place that was looked at."""
     for candidate in candidates:
@@ -49,14 +43,6 @@ def list_images(folder: Path, recursive: bool = False) -> list[Path]:
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
     ]
     return sorted(files, key=lambda path: natural_key(path.relative_to(folder).as_posix()))
-
-
-def require_images(folder: Path, dataset: str, expected: str, recursive: bool = False) -> list[Path]:
-    require_dir(folder, dataset, expected)
-    images = list_images(folder, recursive=recursive)
-    if not images:
-        raise DatasetLayoutError(f"{dataset}: no images in {folder} (expected {expected})")
-    return images
 
 
 def read_pair_list(list_file: Path, dataset: str) -> list[tuple[str, str]]:
