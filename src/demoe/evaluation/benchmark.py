@@ -171,26 +171,8 @@ def run_benchmark(
                 )
                 restored, experts = result.image, result.experts_used
             seconds = time.perf_counter() - start
-            row = {
-                "name": name,
-                "blurry": record.blurry,
-                "group": group,
-                "source_dataset": record.dataset,
-                "task": record.task,
-                "method": variant.label(method_name),
-                "experts_used": experts,
-                "seconds": seconds,
-            }
-            if probs is not None:
-                row["router_probs"] = probs
-                row["router_top"] = max(probs, key=probs.get)
-            if sharp is not None:
-                scores = evaluate_pair(restored, sharp, record.dataset, mask=mask)
-                row.update({k: v for k, v in scores.items()})
-            elif no_reference:
-                row.update(no_reference(restored))  # None + <metric>_error where an image is too small
-            if extra_metrics is not None:
-                row.update(extra_metrics(restored, sharp))
+            row = _image_row(record, group, variant.label(method_name), experts, seconds, probs)
+            row.update(_scores(restored, sharp, mask, record.dataset, no_reference, extra_metrics))
             if save_dir is not None and variant.kind != "input":
                 from demoe.imageio import write_image
 
@@ -198,12 +180,54 @@ def run_benchmark(
             rows.append(row)
             bar.update(1)
     bar.close()
-    router = None
-    if has_router and router_probs:
-        study = router_study(np.array(router_probs), np.array(router_labels), router_groups, deblurrer.task_names)
-        router = study.to_dict()
-        router["markdown"] = study.to_markdown()
+    router = _router_report(router_probs, router_labels, router_groups, deblurrer.task_names) if router_probs else None
     return BenchmarkResult(rows, router, method_name, group_by, list(variants))
+
+
+def _image_row(
+    record: PairRecord, group: str, method: str, experts: list, seconds: float, probs: dict[str, float] | None
+) -> dict:
+    """What a result row says about one image under one variant, before its scores."""
+    row = {
+        "name": Path(record.blurry).stem,
+        "blurry": record.blurry,
+        "group": group,
+        "source_dataset": record.dataset,
+        "task": record.task,
+        "method": method,
+        "experts_used": experts,
+        "seconds": seconds,
+    }
+    if probs is not None:
+        row["router_probs"] = probs
+        row["router_top"] = max(probs, key=probs.get)
+    return row
+
+
+def _scores(
+    restored: np.ndarray,
+    sharp: np.ndarray | None,
+    mask: np.ndarray | None,
+    dataset: str,
+    no_reference: NoReferenceScorer | bool,
+    extra_metrics: Callable[[np.ndarray, np.ndarray | None], dict] | None,
+) -> dict:
+    """The dataset's protocol against the ground truth, or the no-reference metrics for a
+    blurry-only record, plus `extra_metrics`."""
+    scores: dict = {}
+    if sharp is not None:
+        scores.update(evaluate_pair(restored, sharp, dataset, mask=mask))
+    elif no_reference:
+        scores.update(no_reference(restored))  # None + <metric>_error where an image is too small
+    if extra_metrics is not None:
+        scores.update(extra_metrics(restored, sharp))
+    return scores
+
+
+def _router_report(probs: list, labels: list, groups: list[str], task_names: Sequence[str]) -> dict:
+    """The router study of the run (accuracy per group, confusion, mean output) and its markdown."""
+    study = router_study(np.array(probs), np.array(labels), groups, task_names)
+    return {**study.to_dict(), "markdown": study.to_markdown()}
 
 
 def _slug(text: str) -> str:
