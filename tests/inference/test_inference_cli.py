@@ -253,7 +253,7 @@ def test_usage_errors_exit_2_with_a_clear_message(tmp_path, model_dir, capsys, m
     assert _deblur(model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--precision", "fp16") == 2
     assert "needs a GPU" in capsys.readouterr().err
     assert _deblur(model_dir, tmp_path / "nothing", "-o", tmp_path / "out") == 2
-    assert "no images to deblur" in capsys.readouterr().err
+    assert "no images or videos to deblur" in capsys.readouterr().err
     assert _deblur(model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--tile", "16", "--tile-overlap", "16") == 2
     assert _deblur(model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--top-k", "6") == 2
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -14,19 +14,36 @@ from tqdm import tqdm
 
 from demoe.checkpoints import WeightsNotFoundError
 from demoe.config import TASK_NAMES
+from demoe.distributed import DistributedContext, cleanup_distributed
 from demoe.inference.batch import (
     OUTPUT_FORMATS,
     BatchOptions,
-    ReportWriter,
+    Inputs,
+    check_output_folder,
+    check_report_path,
+    check_suffix,
     find_inputs,
+    remove_empty_folders,
     run_batch,
 )
-from demoe.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from demoe.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError, read_image
+from demoe.inference.memory import parse_bytes
 from demoe.inference.pipeline import DEFAULT_ROUTER_PIXELS, DEVICES, Deblurrer, entropy_nats
+from demoe.inference.sharding import (
+    agree,
+    deal,
+    gather_in_order,
+    merge_summaries,
+    open_report,
+    output_group,
+    start_ranks,
+)
+from demoe.inference.video import VIDEO_SUFFIXES, VideoError, VideoOptions, classify_video, is_video_file, run_videos
 
 EXIT_FAILURES = 1  # some inputs failed; the others were written
 EXIT_USAGE = 2  # nothing could start (no weights, bad option, no inputs)
 EXIT_INTERRUPTED = 130
+INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +58,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recursive", action="store_true", help="descend into subfolders of folder inputs")
     parser.add_argument(
         "--max-pixels",
-        type=int,
+        type=non_negative_int,
         default=DEFAULT_MAX_PIXELS,
         metavar="N",
         help=f"refuse images with more pixels (decompression bombs; default {DEFAULT_MAX_PIXELS:,}; 0 = no limit)",
@@ -51,13 +68,15 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     deblur = subparsers.add_parser(
         "deblur",
-        help="deblur photographs (files, folders, globs) into an output folder",
-        description="Deblur images with a DeMoE model. 8-bit stays 8-bit, 16-bit stays 16-bit, gray "
-        "stays gray, alpha and ICC profile are copied, EXIF orientation is applied. Inputs are "
-        "never modified; outputs are written atomically. Broken inputs are reported and skipped; "
-        "the exit status is 1 if any input failed.",
+        help="deblur photographs and videos (files, folders, globs) into an output folder",
+        description="Deblur images and videos with a DeMoE model. 8-bit stays 8-bit, 16-bit stays 16-bit, gray "
+        "stays gray, alpha and ICC profile are copied, EXIF orientation is applied. Videos (MP4, MOV, "
+        "MKV, WebM, recognised by content) become NAME_deblurred.mp4 with the same frames, size, "
+        "rate and audio; the router decides once per shot. Inputs are never modified; outputs are "
+        "written atomically. Broken inputs are reported and skipped; the exit status is 1 if any "
+        "input failed. Under torchrun the inputs are shared out between the processes.",
     )
-    deblur.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    deblur.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or glob patterns")
     deblur.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the restored images")
     _add_model_arguments(deblur)
     deblur.add_argument("--task", default="auto", choices=("auto", *TASK_NAMES), help="blur type (default auto: the router decides)")
@@ -65,6 +84,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     deblur.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="fp16/bf16 need a GPU")
     deblur.add_argument("--tile", type=int, default=0, metavar="N", help="tile side in pixels (default 0 = whole image)")
     deblur.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles (default 32)")
+    deblur.add_argument(
+        "--max-memory", type=memory_size, default=None, metavar="SIZE",
+        help="memory one image may use, e.g. 4G (default: what the system reports available; 0 = no check); "
+        "images too large whole are restored in tiles, those too large even so fail with the memory needed",
+    )
     deblur.add_argument("--suffix", default="_deblurred", help="added to output file names (default _deblurred)")
     deblur.add_argument("--format", default="same", choices=("same", *OUTPUT_FORMATS), help="output format (default same as input)")
     deblur.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume a run)")
@@ -82,6 +106,18 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         choices=("hard", "soft"),
         help="soft: restore flagged images with the mixture of the top max(K, 2) experts (default hard)",
     )
+    deblur.add_argument(
+        "--crf", type=int, default=VideoOptions.crf, metavar="Q",
+        help=f"video quality, libx264 CRF 0..51 (0 lossless; default {VideoOptions.crf})",
+    )
+    deblur.add_argument(
+        "--cut-threshold", type=float, default=VideoOptions.cut_threshold, metavar="T",
+        help=f"frame difference (0..255) that starts a new shot (default {VideoOptions.cut_threshold:g}; larger = fewer cuts)",
+    )
+    deblur.add_argument(
+        "--min-shot-frames", type=int, default=VideoOptions.min_shot_frames, metavar="N",
+        help=f"shortest shot in frames (default {VideoOptions.min_shot_frames})",
+    )
     deblur.add_argument("--quiet", action="store_true", help="print errors and the failure summary only")
     deblur.set_defaults(handler=run_deblur)
 
@@ -90,15 +126,39 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="print the router's blur-type probabilities without restoring",
         description="Run the encoder and router only and print the probability of each blur type.",
     )
-    classify.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    classify.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or glob patterns")
     _add_model_arguments(classify)
-    classify.add_argument("--json", action="store_true", help="one JSON object per line: input, task_probs, top, entropy")
+    classify.add_argument(
+        "--json", action="store_true",
+        help="one JSON object per line: input, task_probs, top, entropy (videos: input, shots)",
+    )
     classify.set_defaults(handler=run_classify)
 
 
-def _load(args: argparse.Namespace, command: str, precision: str = "fp32") -> Deblurrer | None:
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def memory_size(text: str) -> int:
+    """argparse type: bytes from 4G, 512M, 2000000."""
     try:
-        return Deblurrer(args.weights, device=args.device, precision=precision)
+        return parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _print_skipped(inputs: Inputs) -> None:
+    for entry, why in inputs.skipped:
+        print(f"skipped: {entry}: {why}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace, command: str, precision: str = "fp32", device=None) -> Deblurrer | None:
+    try:
+        return Deblurrer(args.weights, device=device or args.device, precision=precision)
     except (WeightsNotFoundError, ValueError) as error:
         print(f"demoe {command}: {error}", file=sys.stderr)
         return None
@@ -132,14 +192,38 @@ def run_deblur(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         print("demoe deblur: --top-k must be >= 1", file=sys.stderr)
         return EXIT_USAGE
-    out_dir = Path(args.output)
-    inputs = find_inputs(args.inputs, recursive=args.recursive, exclude=out_dir)
-    if not inputs.files:
-        for spec, reason in inputs.errors:
-            print(f"error: {spec}: {reason}", file=sys.stderr)
-        print("demoe deblur: no images to deblur", file=sys.stderr)
+    try:
+        video = VideoOptions(crf=args.crf, cut_threshold=args.cut_threshold, min_shot_frames=args.min_shot_frames)
+        ranks = start_ranks(args.device)
+    except ValueError as error:
+        print(f"demoe deblur: {error}", file=sys.stderr)
         return EXIT_USAGE
-    deblurrer = _load(args, "deblur", args.precision)
+    try:
+        return _deblur_inputs(args, ranks, video)
+    finally:
+        cleanup_distributed()
+
+
+def _deblur_inputs(args: argparse.Namespace, ranks: DistributedContext, video: VideoOptions) -> int:
+    out_dir = Path(args.output)
+    inputs = agree(lambda: find_inputs(args.inputs, args.recursive, out_dir, INPUT_SUFFIXES), ranks)
+    if ranks.is_main:
+        _print_skipped(inputs)
+    if not inputs.files:
+        if ranks.is_main:
+            for spec, reason in inputs.errors:
+                print(f"error: {spec}: {reason}", file=sys.stderr)
+            print("demoe deblur: no images or videos to deblur", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        check_suffix(args.suffix)
+        if args.report:
+            check_report_path(Path(args.report), inputs)
+        check_output_folder(out_dir)
+    except ValueError as error:
+        print(f"demoe deblur: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    deblurrer = _load(args, "deblur", args.precision, ranks.device)
     if deblurrer is None:
         return EXIT_USAGE
     config = deblurrer.model.config
@@ -160,68 +244,141 @@ def run_deblur(args: argparse.Namespace) -> int:
         min_confidence=args.min_confidence,
         uncertain=args.uncertain,
         max_pixels=args.max_pixels or None,
+        max_memory=args.max_memory,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = ReportWriter(Path(args.report) if args.report else None)
+    # Content decides (rank 0 looks, so that every rank agrees): a clip.mp4 holding a PNG is an image.
+    is_video = agree(lambda: [is_video_file(item.path) for item in inputs.files], ranks)
+    images = [item for item, video_file in zip(inputs.files, is_video) if not video_file]
+    videos = [item for item, video_file in zip(inputs.files, is_video) if video_file]
+    protected = {item.path.resolve() for item in inputs.files}  # no rank overwrites any input
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = open_report(Path(args.report) if args.report else None, ranks)
+    except OSError as error:
+        remove_empty_folders(created)
+        print(f"demoe deblur: cannot write {error.filename or out_dir}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
+    say = _say if not ranks.is_distributed else lambda message: _say(f"[rank {ranks.rank}] {message}")
+    quiet = args.quiet or not ranks.is_main  # one progress bar: rank 0's
+    mine = Inputs(deal(images, ranks, output_group), inputs.errors if ranks.is_main else [])
     try:
         with _terminate_as_interrupt():
-            summary = run_batch(inputs, out_dir, deblurrer, options, report, quiet=args.quiet, say=_say)
+            summaries = [
+                run_batch(mine, out_dir, deblurrer, options, report, quiet=quiet, say=say, protected=protected),
+                run_videos(deal(videos, ranks, output_group), out_dir, deblurrer, options, video, report, protected, quiet, say),
+            ]
+            if ranks.is_distributed:
+                report.merge([spec for spec, _ in inputs.errors] + [str(item.path) for item in inputs.files])
+            summary = merge_summaries(summaries, ranks)
     except KeyboardInterrupt:
         print("\ndemoe deblur: interrupted; finished outputs are complete, no partial files were "
               "left (re-run with --skip-existing to resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         report.close()
+        if ranks.is_main:
+            remove_empty_folders(created)  # every input failed: no empty output folder is left
     total = summary.done + summary.skipped + len(summary.failed)
-    if not args.quiet or summary.failed:
+    if ranks.is_main and (not args.quiet or summary.failed):
         line = f"demoe deblur: {summary.done} deblurred, {summary.skipped} skipped, {len(summary.failed)} failed"
         if args.min_confidence is not None:
             line += f", {summary.low_confidence} low confidence"
-        print(f"{line} ({total} inputs, {summary.seconds:.1f} s) -> {out_dir}", file=sys.stderr)
-    for name, reason in summary.failed:
-        print(f"  failed: {name}: {reason}", file=sys.stderr)
+        processes = f", {ranks.world_size} processes" if ranks.is_distributed else ""
+        print(f"{line} ({total} inputs, {summary.seconds:.1f} s{processes}) -> {out_dir}", file=sys.stderr)
+        for name, reason in summary.failed:
+            print(f"  failed: {name}: {reason}", file=sys.stderr)
     return EXIT_FAILURES if summary.failed else 0
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    inputs = find_inputs(args.inputs, recursive=args.recursive)
-    if not inputs.files:
-        for spec, reason in inputs.errors:
-            print(f"error: {spec}: {reason}", file=sys.stderr)
-        print("demoe classify: no images to classify", file=sys.stderr)
+    try:
+        ranks = start_ranks(args.device)
+    except ValueError as error:
+        print(f"demoe classify: {error}", file=sys.stderr)
         return EXIT_USAGE
-    deblurrer = _load(args, "classify")
+    try:
+        return _classify_inputs(args, ranks)
+    finally:
+        cleanup_distributed()
+
+
+def _classify_inputs(args: argparse.Namespace, ranks: DistributedContext) -> int:
+    inputs = agree(lambda: find_inputs(args.inputs, recursive=args.recursive, suffixes=INPUT_SUFFIXES), ranks)
+    if ranks.is_main:
+        _print_skipped(inputs)
+    if not inputs.files:
+        if ranks.is_main:
+            for spec, reason in inputs.errors:
+                print(f"error: {spec}: {reason}", file=sys.stderr)
+            print("demoe classify: no images or videos to classify", file=sys.stderr)
+        return EXIT_USAGE
+    deblurrer = _load(args, "classify", device=ranks.device)
     if deblurrer is None:
         return EXIT_USAGE
     if deblurrer.model.router is None:
         print("demoe classify: this model has no router", file=sys.stderr)
         return EXIT_USAGE
-    failures = list(inputs.errors)
-    for spec, reason in inputs.errors:
-        _print_classify_error(args, spec, reason)
-    for item in inputs.files:
-        name = str(item.path)
-        try:
-            image = read_image(item.path, args.max_pixels or None)
-            probs = deblurrer.classify(image.pixels, router_max_pixels=DEFAULT_ROUTER_PIXELS)
-        except ImageReadError as error:
-            failures.append((name, error.reason))
-            _print_classify_error(args, name, error.reason)
-            continue
-        except (ValueError, RuntimeError) as error:
-            failures.append((name, str(error)))
-            _print_classify_error(args, name, str(error))
-            continue
-        top = max(probs, key=probs.get)
-        entropy = entropy_nats(list(probs.values()))
-        if args.json:
-            print(json.dumps({"input": name, "task_probs": probs, "top": top, "entropy": entropy}), flush=True)
+    if ranks.is_main:
+        for spec, reason in inputs.errors:
+            _print_classify_error(args, spec, reason)
+    # One process prints as it goes; under torchrun the lines are gathered and rank 0 prints
+    # them in input order, each JSON line with its "rank".
+    outcomes, failed = [], 0
+    for position, item in deal(list(enumerate(inputs.files)), ranks):
+        outcome = _classify_one(args, deblurrer, item.path, ranks)
+        failed += outcome[2] is not None
+        if ranks.is_distributed:
+            outcomes.append((position, outcome))
         else:
-            table = "  ".join(f"{task} {p:.3f}" for task, p in probs.items())
-            print(f"{name}: {top} ({probs[top]:.2f})  [{table}]", flush=True)
-    if failures:
-        print(f"demoe classify: {len(failures)} of {len(inputs.files) + len(inputs.errors)} inputs failed", file=sys.stderr)
+            _print_outcome(args, *outcome)
+    if ranks.is_distributed:
+        gathered = gather_in_order(outcomes, ranks)
+        if ranks.is_main:
+            for outcome in gathered:
+                _print_outcome(args, *outcome)
+        failed = sum(1 for outcome in gathered if outcome[2] is not None)
+    failures = failed + len(inputs.errors)
+    if failures and ranks.is_main:
+        print(f"demoe classify: {failures} of {len(inputs.files) + len(inputs.errors)} inputs failed", file=sys.stderr)
     return EXIT_FAILURES if failures else 0
+
+
+def _classify_one(args, deblurrer: Deblurrer, path: Path, ranks: DistributedContext) -> tuple[str, str | None, str | None]:
+    """(input name, the line to print, or None; the failure reason, or None)."""
+    name = str(path)
+    rank = {"rank": ranks.rank} if ranks.is_distributed else {}
+    try:
+        if is_video_file(path):
+            shots = classify_video(path, deblurrer, max_pixels=args.max_pixels or None)
+            if args.json:
+                return name, json.dumps({"input": name, "kind": "video", "shots": shots, **rank}), None
+            lines = [f"{name}: {len(shots)} shot{'s' if len(shots) != 1 else ''}"]
+            for shot in shots:
+                probs = shot["task_probs"]
+                table = "  ".join(f"{task} {p:.3f}" for task, p in probs.items())
+                last = shot["start_frame"] + shot["frames"] - 1
+                lines.append(f"  frames {shot['start_frame']}-{last}: {shot['top']} ({probs[shot['top']]:.2f})  [{table}]")
+            return name, "\n".join(lines), None
+        image = read_image(path, args.max_pixels or None)
+        probs = deblurrer.classify(image.pixels, router_max_pixels=DEFAULT_ROUTER_PIXELS)
+    except (ImageReadError, VideoError) as error:
+        return name, None, error.reason
+    except (ValueError, RuntimeError, OSError) as error:
+        return name, None, str(error)
+    top = max(probs, key=probs.get)
+    entropy = entropy_nats(list(probs.values()))
+    if args.json:
+        return name, json.dumps({"input": name, "task_probs": probs, "top": top, "entropy": entropy, **rank}), None
+    table = "  ".join(f"{task} {p:.3f}" for task, p in probs.items())
+    return name, f"{name}: {top} ({probs[top]:.2f})  [{table}]", None
+
+
+def _print_outcome(args: argparse.Namespace, name: str, line: str | None, reason: str | None) -> None:
+    if reason is not None:
+        _print_classify_error(args, name, reason)
+    else:
+        print(line, flush=True)
 
 
 def _print_classify_error(args: argparse.Namespace, name: str, reason: str) -> None:

@@ -11,11 +11,12 @@ Rules (the `demoe deblur` contract):
 
 from __future__ import annotations
 
+import gc
 import glob
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,10 +31,13 @@ from demoe.imageio import (
     SUFFIX_FORMAT,
     ImageReadError,
     check_writable,
+    read_header,
     read_image,
     write_image,
 )
+from demoe.inference.memory import MemoryPlan, NotEnoughMemoryError, format_bytes
 from demoe.inference.pipeline import Deblurrer, UncertainPolicy
+from demoe.inference.walk import broken_link_reason, glob_files, walk
 
 OutputFormat = Literal["same", "png", "tiff", "jpg"]
 OUTPUT_FORMATS = {"png": "PNG", "tiff": "TIFF", "jpg": "JPEG"}
@@ -52,10 +56,8 @@ class InputFile:
 class Inputs:
     files: list[InputFile]
     errors: list[tuple[str, str]]  # (what the user gave, reason)
-
-
-def _is_hidden(path: Path) -> bool:
-    return any(part.startswith(".") and part not in (".", "..") for part in path.parts)
+    # entries passed over on purpose (symlink loops, a file reached twice), said once each
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _is_within(path: Path, folder: Path | None) -> bool:
@@ -64,54 +66,61 @@ def _is_within(path: Path, folder: Path | None) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
-def find_inputs(specs: list[str], recursive: bool = False, exclude: Path | None = None) -> Inputs:
+def find_inputs(
+    specs: list[str], recursive: bool = False, exclude: Path | None = None, suffixes: Sequence[str] = IMAGE_SUFFIXES
+) -> Inputs:
     """Expand files, folders and glob patterns into image files, in a stable order.
 
     `exclude` (the output folder) is never scanned, so re-running into a folder inside the
-    input folder does not deblur earlier outputs.
+    input folder does not deblur earlier outputs. Folders and globs yield files whose suffix is
+    one of `suffixes` (any case; `demoe deblur` adds the video suffixes); files named
+    explicitly are taken whatever their name, and their content decides what they are.
     """
+    kind = "images" if set(suffixes) <= set(IMAGE_SUFFIXES) else "images or videos"
     files: list[InputFile] = []
     errors: list[tuple[str, str]] = []
-    seen: set[Path] = set()
+    skipped: list[tuple[str, str]] = []
+    seen: dict[Path, Path] = {}
 
     def add(path: Path, relative: Path) -> None:
         key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            files.append(InputFile(path, relative))
+        if key in seen:
+            if seen[key] != path:
+                skipped.append((str(path), f"same file as {seen[key]}"))
+            return
+        seen[key] = path
+        files.append(InputFile(path, relative))
 
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(
-                p
-                for p in path.glob(pattern)
-                if p.is_file()
-                and p.suffix.lower() in IMAGE_SUFFIXES
-                and not _is_hidden(p.relative_to(path))
-                and not _is_within(p, exclude)
-            )
-            if not found:
+            if _is_within(path, exclude):
+                errors.append((spec, "this folder is the output folder (-o) or inside it, and outputs are "
+                                     "never read as inputs: write the results into another folder"))
+                continue
+            found = walk(path, recursive, suffixes, exclude)
+            errors += found.errors
+            skipped += found.skipped
+            if not found.files and not found.errors:
                 hint = "" if recursive else " (use --recursive to descend into subfolders)"
-                errors.append((spec, f"folder holds no images{hint}"))
-            for p in found:
-                add(p, p.relative_to(path))
+                errors.append((spec, f"folder holds no {kind}{hint}"))
+            for file, relative in sorted(found.files):
+                add(file, relative)
         elif path.exists():
             add(path, Path(path.name))
+        elif path.is_symlink():
+            errors.append((spec, broken_link_reason(path)))
         elif glob.has_magic(spec):
-            matches = sorted(
-                Path(m)
-                for m in glob.glob(spec, recursive=recursive)
-                if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not matches:
-                errors.append((spec, "no image files match this pattern"))
-            for p in matches:
-                add(p, Path(p.name))
+            found = glob_files(spec, recursive, suffixes)
+            errors += found.errors
+            skipped += found.skipped
+            if not found.files and not found.errors:
+                errors.append((spec, f"no {kind} match this pattern"))
+            for file, relative in sorted(found.files):
+                add(file, relative)
         else:
             errors.append((spec, "no such file or folder"))
-    return Inputs(files, errors)
+    return Inputs(files, errors, skipped)
 
 
 def output_path(
@@ -130,7 +139,58 @@ def output_path(
             extension = FORMAT_SUFFIX[detected_format or "PNG"]
     else:
         extension = FORMAT_SUFFIX[OUTPUT_FORMATS[output_format]]
-    return out_dir / item.relative.parent / f"{item.relative.stem}{suffix}{extension}"
+    target = out_dir / item.relative.parent / f"{item.relative.stem}{suffix}{extension}"
+    if not Path(os.path.normpath(target)).is_relative_to(os.path.normpath(out_dir)):
+        raise ValueError(f"refusing to write {target}: it is outside the output folder {out_dir}")
+    return target
+
+
+def check_suffix(suffix: str) -> None:
+    """ValueError unless `suffix` can only extend a file name (no folder separator, no NUL)."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    if any(separator in suffix for separator in separators) or "\0" in suffix:
+        raise ValueError(f"--suffix {suffix!r} must not contain a path separator: it is added to file names "
+                         "inside the output folder")
+
+
+def is_complete_output(path: Path) -> bool:
+    """Whether an existing output is a whole, readable image (what --skip-existing may keep):
+    not empty, and it decodes. Outputs written by demoe always are (atomic writes); this
+    guards against files truncated or emptied by something else."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        read_image(path, max_pixels=None)
+    except (ImageReadError, OSError, MemoryError):
+        return False
+    return True
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """ValueError if `out_dir` is a file, or lies below one, so that no folder can be made there."""
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                what = "exists and is not a folder" if folder == out_dir else f"lies inside {folder}, which is not a folder"
+                raise ValueError(f"-o {out_dir}: {what}")
+            return
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a run created (deepest first) if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or already gone
+            return
+
+
+def check_report_path(report: Path, inputs: Inputs) -> None:
+    """ValueError if the report would overwrite an input or is a folder."""
+    if report.is_dir():
+        raise ValueError(f"--report {report} is a folder; give a file name, e.g. {report / 'report.jsonl'}")
+    if report.exists() and any(_same_file(report, item.path) for item in inputs.files):
+        raise ValueError(f"--report {report} is an input of this run; it would be overwritten")
 
 
 @dataclass
@@ -147,6 +207,24 @@ class BatchOptions:
     min_confidence: float | None = None
     uncertain: UncertainPolicy = "hard"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    # bytes one restoration may use (None = what the system reports available; 0 = no check):
+    # images that do not fit whole are tiled, those that do not fit at all fail with a reason
+    max_memory: int | None = None
+
+    def __post_init__(self) -> None:
+        check_suffix(self.suffix)
+        if self.max_pixels is not None and self.max_pixels < 0:
+            raise ValueError(f"max_pixels must be >= 0 (0 or None = no limit), got {self.max_pixels}")
+        if self.max_memory is not None and self.max_memory < 0:
+            raise ValueError(f"max_memory must be >= 0 (0 = no check), got {self.max_memory}")
+
+    @property
+    def experts_mixed(self) -> int:
+        """Experts one image may be restored with (what its memory estimate assumes)."""
+        if self.task != "auto":
+            return 1
+        top_k = self.top_k or 1
+        return max(top_k, 2) if self.uncertain == "soft" else top_k
 
 
 @dataclass
@@ -189,16 +267,19 @@ def run_batch(
     report: ReportWriter | None = None,
     quiet: bool = False,
     say: Callable[[str], None] = print,
+    protected: set[Path] | None = None,
 ) -> BatchSummary:
     """Restore every input into out_dir; returns counts and the failures (input, reason).
 
     `say` receives every message line (errors, low-confidence flags); the progress bar is shown
-    on an interactive terminal unless `quiet`.
+    on an interactive terminal unless `quiet`. `protected`: resolved paths no output may take
+    (default the inputs; a sharded run passes the inputs of every rank).
     """
     start = time.perf_counter()
     report = report or ReportWriter(None)
     summary = BatchSummary()
-    protected = {item.path.resolve() for item in inputs.files}
+    if protected is None:
+        protected = {item.path.resolve() for item in inputs.files}
     claimed: dict[Path, str] = {}
 
     def fail(name: str, reason: str) -> None:
@@ -209,6 +290,7 @@ def run_batch(
     for spec, reason in inputs.errors:
         fail(spec, reason)
 
+    said_auto_tile = False
     progress = tqdm(inputs.files, unit="image", disable=True if quiet else None, dynamic_ncols=True)
     for item in progress:
         name = str(item.path)
@@ -216,9 +298,12 @@ def run_batch(
             target = output_path(item, out_dir, options.suffix, options.output_format)
             _check_target(target, protected, claimed)
             if options.skip_existing and target.exists():
-                summary.skipped += 1
-                report.write({"input": name, "output": str(target), "skipped": True})
-                continue
+                if is_complete_output(target):
+                    summary.skipped += 1
+                    report.write({"input": name, "output": str(target), "skipped": True})
+                    continue
+                say(f"note: {target} exists but is empty or unreadable: restoring {name} again")
+            plan = _plan_before_decoding(item.path, deblurrer, options)  # NotEnoughMemoryError
             image = read_image(item.path, options.max_pixels)
             detected = output_path(item, out_dir, options.suffix, options.output_format, image.format)
             if detected != target:  # the extension did not name the file's real format
@@ -235,7 +320,15 @@ def run_batch(
                 tile_overlap=options.tile_overlap,
                 min_confidence=options.min_confidence,
                 uncertain=options.uncertain,
+                max_memory=options.max_memory,
             )
+            if result.auto_tile and not said_auto_tile:
+                said_auto_tile = True
+                numbers = "" if plan is None or plan.available is None else (
+                    f" (about {format_bytes(plan.whole_needed)} needed, {format_bytes(plan.available)} available)")
+                say(f"note: {name} is too large for a whole-image pass in the memory available{numbers}: "
+                    f"restored in {result.auto_tile}-px tiles; other such images are tiled without a note "
+                    "(--tile N sets the tile size)")
             pixels = result.image
             if file_format in _EIGHT_BIT_FORMATS and pixels.dtype == np.uint16:
                 pixels = np.round(pixels / 257.0).astype(np.uint8)  # JPEG holds 8 bits
@@ -244,7 +337,20 @@ def run_batch(
         except ImageReadError as error:
             fail(name, error.reason)
             continue
-        except (ValueError, OSError, RuntimeError) as error:
+        except NotEnoughMemoryError as error:  # refused before anything was allocated
+            fail(name, str(error))
+            continue
+        except (MemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                fail(name, _one_line(error))
+                continue
+            fail(name, f"out of memory while restoring it ({_one_line(error)[:120]}); restore it in "
+                       "smaller tiles (--tile 512) or free memory")
+            del error  # its traceback holds the frames, and so the tensors, of the failed pass
+            result = pixels = image = None
+            gc.collect()
+            continue
+        except (ValueError, OSError) as error:
             fail(name, _one_line(error))
             continue
         summary.done += 1
@@ -260,6 +366,8 @@ def run_batch(
             record["low_confidence"] = result.low_confidence
         if result.fp32_fallback:
             record["fp32_fallback"] = True
+        if result.auto_tile:
+            record["auto_tile"] = result.auto_tile
         report.write(record)
         if result.low_confidence:
             summary.low_confidence += 1
@@ -272,6 +380,17 @@ def run_batch(
     progress.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _plan_before_decoding(path: Path, deblurrer: Deblurrer, options: BatchOptions) -> MemoryPlan | None:
+    """The memory plan from the file's header, so that an image too large for the memory fails
+    before it is decoded (None: no header to read, or over the pixel limit, which read_image
+    reports)."""
+    header = read_header(path)
+    if header is None or (options.max_pixels and header.width * header.height > options.max_pixels):
+        return None
+    return deblurrer.plan_memory(header.height, header.width, header.channels, header.sample_bytes, options.tile,
+                                 options.tile_overlap, options.experts_mixed, options.max_memory)
 
 
 def _check_target(target: Path, protected: set[Path], claimed: dict[Path, str]) -> None:
@@ -289,6 +408,15 @@ def _same_file(first: Path, second: Path) -> bool:
         return os.path.samefile(first, second)
     except OSError:
         return False
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """MemoryError (numpy, Pillow) or PyTorch's allocator failing (CPU or GPU)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                                or "not enough memory" in text)
 
 
 def _one_line(error: BaseException) -> str:
