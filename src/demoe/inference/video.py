@@ -277,6 +277,24 @@ class VideoAnalysis:
     rotation: int
     shots: list[Shot]
     layout: _Layout  # pixel format, colour matrix and range of the frames
+    start_time: float  # seconds, timestamp of the first frame
+    constant_rate: bool  # every frame within one tick of start_time + index / fps
+
+    def output_timing(self, time_base: Fraction) -> tuple[Fraction, Callable[[int, int | None], int]]:
+        """The output's time base and frame index, input pts -> output pts.
+
+        A constant-rate video is laid on an exact grid of 1/fps (in ticks of about 1/90000 s),
+        so its rate survives inputs whose time base cannot express it (29.97 fps in
+        milliseconds); other videos keep their own timestamps.
+        """
+        if self.constant_rate:
+            ticks_per_second = self.fps.numerator * max(1, round(90000 / self.fps.numerator))
+            grid = Fraction(1, ticks_per_second)
+            step = int(self.fps.denominator * ticks_per_second / self.fps.numerator)
+            start = round(Fraction(self.start_time).limit_denominator(10**9) / grid)
+            return grid, lambda index, pts: start + index * step
+        step = 1 / (self.fps * time_base)
+        return time_base, lambda index, pts: pts if pts is not None else round(index * step)
 
 
 def analyse_video(
@@ -301,6 +319,8 @@ def analyse_video(
     rotation = 0
     count = 0
     fps = _frame_rate(stream)  # read while the container is open (its memory is freed on close)
+    tick = float(stream.time_base) if stream.time_base else 0.0
+    start_time, drift = 0.0, 0.0
     try:
         for frame in _decoded_frames(path, container, stream):
             if layout is None:
@@ -313,6 +333,10 @@ def analyse_video(
                 rotation = int(frame.rotation or 0)
             elif (frame.width, frame.height) != (width, height):
                 raise VideoError(path, f"frame {count} is {frame.width}x{frame.height}, the first was {width}x{height}")
+            if frame.time is not None:
+                if count == 0:
+                    start_time = float(frame.time)
+                drift = max(drift, abs(float(frame.time) - start_time - count / fps))
             pixels = _pixels(frame, layout)
             view = cut_view(pixels)
             new_shot = previous_view is None or (
@@ -334,7 +358,8 @@ def analyse_video(
         container.close()
     if count == 0:
         raise VideoError(path, "the video stream holds no frames")
-    return VideoAnalysis(count, width, height, fps, rotation, shots, layout)
+    constant = drift <= tick + 1e-9
+    return VideoAnalysis(count, width, height, fps, rotation, shots, layout, start_time, constant)
 
 
 # ---- writing -----------------------------------------------------------------------------------
@@ -421,9 +446,9 @@ def _encode(
     context = video_out.codec_context
     context.colorspace, context.color_range = layout.colorspace, layout.color_range
     context.color_primaries, context.color_trc = layout.color_primaries, layout.color_trc
-    # The input's time base for the encoder too (PyAV leaves it unset unless asked): timestamps
-    # are kept exactly, variable frame rate included.
-    video_out.time_base = video_out.codec_context.time_base = stream.time_base
+    # Set on the encoder too (PyAV leaves its time base unset unless asked).
+    time_base, output_pts = analysis.output_timing(stream.time_base)
+    video_out.time_base = video_out.codec_context.time_base = time_base
     video_out.codec_context.framerate = analysis.fps  # libx264 derives its GOP settings from it
     video_out.codec_context.thread_count = max(1, torch.get_num_threads())
     # mbtree off: with it, the libx264 of PyAV's wheels reads uninitialised memory and the same
@@ -461,7 +486,7 @@ def _encode(
 
     index = 0
     last_pts = None
-    frame_duration = 1 / (analysis.fps * stream.time_base) if stream.time_base else 1
+    frame_ticks = max(1, round(1 / (analysis.fps * time_base)))
 
     def encode_frame(frame) -> None:
         nonlocal index, last_pts
@@ -480,10 +505,10 @@ def _encode(
         restored = restored.reformat(
             format=layout.output_format, dst_colorspace=layout.colorspace, dst_color_range=layout.color_range, threads=1
         )
-        pts = frame.pts if frame.pts is not None else round(index * frame_duration)
+        pts = output_pts(index, frame.pts)
         if last_pts is not None and pts <= last_pts:
             pts = last_pts + 1  # encoders need strictly increasing timestamps
-        restored.pts, restored.time_base = pts, stream.time_base
+        restored.pts, restored.time_base, restored.duration = pts, time_base, frame_ticks
         last_pts = pts
         output.mux(video_out.encode(restored))
         index += 1
