@@ -269,7 +269,8 @@ def _deblur_inputs(args: argparse.Namespace, ranks: DistributedContext, video: V
                 run_videos(deal(videos, ranks, output_group), out_dir, deblurrer, options, video, report, protected, quiet, say),
             ]
             if ranks.is_distributed:
-                report.merge([spec for spec, _ in inputs.errors] + [str(item.path) for item in inputs.files])
+                # the order of a one-process report: input errors, images, videos
+                report.merge([spec for spec, _ in inputs.errors] + [str(item.path) for item in (*images, *videos)])
             summary = merge_summaries(summaries, ranks)
     except KeyboardInterrupt:
         print("\ndemoe deblur: interrupted; finished outputs are complete, no partial files were "

@@ -52,13 +52,28 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from demoe.distributed import cleanup_distributed
+    from demoe.inference.sharding import start_ranks
+
+    try:
+        ranks = start_ranks(args.device)  # under torchrun the records are shared out
+    except ValueError as error:
+        print(f"demoe eval: {error}", file=sys.stderr)
+        return 2
+    try:
+        return _evaluate(args, ranks)
+    finally:
+        cleanup_distributed()
+
+
+def _evaluate(args: argparse.Namespace, ranks) -> int:
     from demoe.checkpoints import WeightsNotFoundError
     from demoe.data.manifest import read_manifest
-    from demoe.evaluation.benchmark import filter_records, run_benchmark, variants_from_options
+    from demoe.evaluation.benchmark import filter_records, variants_from_options
     from demoe.inference import Deblurrer
 
     try:
-        deblurrer = Deblurrer(args.weights, device=args.device)
+        deblurrer = Deblurrer(args.weights, device=ranks.device)
     except WeightsNotFoundError as error:
         print(f"demoe eval: {error}", file=sys.stderr)
         return 2
@@ -112,7 +127,10 @@ def run_eval(args: argparse.Namespace) -> int:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         print(f"demoe eval: manifest files not found: {', '.join(missing[:5])}{more}", file=sys.stderr)
         return 2
-    result = run_benchmark(
+    from demoe.evaluation.sharded import run_benchmark_sharded
+
+    result = run_benchmark_sharded(
+        ranks,
         deblurrer,
         records,
         variants,
@@ -125,6 +143,8 @@ def run_eval(args: argparse.Namespace) -> int:
         progress=not (args.quiet or args.json),
         save_dir=save_dir,
     )
+    if result is None:  # a rank other than 0: rank 0 writes and prints the merged result
+        return 0
     if args.out:
         result.write(args.out)
     if args.json:

@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from demoe.checkpoints import load_model
 from demoe.imageio import to_float
 from demoe.imageio import pil_from_pixels, pixels_from_pil
+from demoe.inference.memory import MemoryPlan, memory_budget, plan_restoration
 from demoe.inference.tiling import TileBlender, tile_grid
 from demoe.model import DeblurUNet
 from demoe.nn.moe import top_k_weights
@@ -73,6 +74,7 @@ class DeblurResult:
     tiles: int = 1
     fp32_fallback: bool = False
     expert_weights: dict[str, float] = field(default_factory=dict)
+    auto_tile: int = 0  # tile side chosen because the whole image did not fit in memory (0: not)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -363,6 +365,7 @@ class Deblurrer:
         soft_top_k: int = 2,
         router_max_pixels: int | None = None,
         expert_weights: Mapping[str, float] | None = None,
+        max_memory: int | None = None,
     ) -> DeblurResult:
         """Deblur one image; returns the same kind of image plus what the router saw.
 
@@ -377,6 +380,11 @@ class Deblurrer:
         expert_weights: a mixture decided by the caller (task name -> weight, e.g. once per video
             shot) used instead of task / top_k routing; the router still reports its view of
             this image in whole-image mode, and is skipped when tiling.
+        max_memory: bytes the restoration may use (None = what the system reports available,
+            0 = no check). With tile=0, an image whose whole-image pass does not fit is
+            restored in the largest tiles that do (`DeblurResult.auto_tile`); when even that
+            does not fit, or a given tile does not, NotEnoughMemoryError (a MemoryError) says
+            how much is needed and which --tile would fit (`demoe.inference.memory`).
         """
         start = time.perf_counter()
         parts = _split(image)
@@ -399,6 +407,18 @@ class Deblurrer:
             tile = max(multiple, tile // multiple * multiple)
             if not 0 <= tile_overlap < tile:
                 raise ValueError(f"tile_overlap must be in [0, tile) = [0, {tile}), got {tile_overlap}")
+        auto_tile = 0
+        if max_memory != 0:
+            mixed = max(top_k, soft_top_k) if uncertain == "soft" else top_k
+            if task != "auto" or not config.is_moe:
+                mixed = 1
+            elif expert_weights is not None:
+                mixed = sum(1 for weight in expert_weights.values() if weight > 0)
+            channels = parts.color.shape[2] + (parts.alpha is not None)
+            plan = self.plan_memory(height, width, channels, parts.dtype.itemsize, tile, tile_overlap, mixed,
+                                    max_memory, pixels_in_memory=True)
+            if plan.auto:
+                tile = auto_tile = max(config.size_multiple, plan.tile // config.size_multiple * config.size_multiple)
         tiled = bool(tile) and (height > tile or width > tile)
         is_moe = config.is_moe
         fixed = None if expert_weights is None else self.fixed_weights(expert_weights)  # (1, E)
@@ -455,7 +475,27 @@ class Deblurrer:
             tiles=num_tiles,
             fp32_fallback=fp32_fallback,
             expert_weights=dict(used),
+            auto_tile=auto_tile,
         )
+
+    def plan_memory(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        sample_bytes: int,
+        tile: int = 0,
+        tile_overlap: int = 32,
+        top_k: int = 1,
+        max_memory: int | None = None,
+        pixels_in_memory: bool = False,
+    ) -> MemoryPlan:
+        """How a (height, width, channels) image of `sample_bytes` per value would be restored
+        within `max_memory` bytes (None = what the system and this device report available,
+        0 = no check); raises NotEnoughMemoryError when nothing fits (`demoe.inference.memory`)."""
+        budget = memory_budget(self.device, max_memory)
+        return plan_restoration(self.model.config, height, width, channels, sample_bytes, tile, tile_overlap,
+                                top_k, budget, pixels_in_memory)
 
     def fixed_weights(self, expert_weights: Mapping[str, float]) -> torch.Tensor:
         """(1, E) float32 weights summing to 1 from task name -> weight (missing names weigh 0).
