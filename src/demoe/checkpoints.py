@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from demoe.config import ModelConfig, get_preset
 from demoe.fileio import atomic_write
-from demoe.model import DeblurUNet
+from demoe.model import DeblurNetwork, DeblurUNet, build_model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -166,7 +166,7 @@ def resolve_weights(path_or_name: str | os.PathLike | None) -> Path:
     )
 
 
-def load_model(path_or_name: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> DeblurUNet:
+def load_model(path_or_name: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> DeblurNetwork:
     """Load a model directory or bundled weights by name (None = the default weights).
 
     The model is rebuilt from its config, its weights are loaded strictly, and it is returned
@@ -174,18 +174,18 @@ def load_model(path_or_name: str | os.PathLike | None = None, device: str | torc
     """
     directory = resolve_weights(path_or_name)
     config = read_config(directory)
-    model = DeblurUNet(config)
+    model = build_model(config)
     state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 
 
-def create_model(name: str, **overrides) -> DeblurUNet:
+def create_model(name: str, **overrides) -> DeblurNetwork:
     """A freshly initialised model of a preset, with config fields overridden by keyword."""
     config = get_preset(name)
     if overrides:
         config = config.replace(**overrides)
-    return DeblurUNet(config)
+    return build_model(config)
 
 
 # ---------------------------------------------------------------------------------------------

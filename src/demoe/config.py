@@ -7,6 +7,7 @@ variants never get a file of their own.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +22,14 @@ TASK_NAMES: tuple[str, ...] = (
 )
 
 Fusion = Literal["sum", "residual", "attention"]
+# Network family. "demoe": the NAFNet U-Net of DeMoE and of its NAFNet baselines (optionally with
+# router and MoE decoder); the others are the dense networks the paper compares with (Table 1).
+Architecture = Literal["demoe", "restormer", "promptir", "fftformer", "sfhformer"]
+# Block of the MoE experts (paper Table 7): NAFNet's NAFBlock (DeMoE), DarkIR's frequency block,
+# MLWNet's wavelet block (LWN), Restormer's transformer block, PLKSR's partial large-kernel block.
+ExpertBlock = Literal["nafblock", "darkir", "wavelet", "restormer", "plk"]
+ARCHITECTURES: tuple[str, ...] = typing.get_args(Architecture)
+EXPERT_BLOCKS: tuple[str, ...] = typing.get_args(ExpertBlock)
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,21 @@ class ModelConfig:
     fusion: Fusion = "sum"  # how a MoE block combines experts: Eq. 2, Eq. 7 or Eq. 8
     top_k: int = 1  # experts used per image at inference when the caller gives no top_k
     task_names: tuple[str, ...] = TASK_NAMES  # router class i / expert i = task_names[i]
+    architecture: Architecture = "demoe"  # network family (see `Architecture`)
+    # Block the MoE experts are made of; in a dense baseline (num_experts 0) the last block of
+    # the middle stage and of every decoder level: the block stage 2 copies into the experts
+    expert_block: ExpertBlock = "nafblock"
+    # Fields of the comparison networks (and of Restormer experts); unused ones keep defaults.
+    refinement_blocks: int = 0  # restormer/promptir/fftformer: full-resolution blocks at the end
+    # restormer/promptir/Restormer experts: attention heads per level, full resolution first,
+    # the bottleneck last (len(encoder_blocks) + 1 values)
+    attention_heads: tuple[int, ...] = ()
+    ffn_expansion: float = 2.66  # restormer/promptir/fftformer/Restormer experts: FFN width / C
+    # promptir: prompt channels and prompt side (pixels) per level 1..L, level 1 (half
+    # resolution) first, the bottleneck last; prompt_length prompts are mixed per level
+    prompt_channels: tuple[int, ...] = ()
+    prompt_sizes: tuple[int, ...] = ()
+    prompt_length: int = 5
 
     def __post_init__(self) -> None:
         if len(self.encoder_blocks) != len(self.decoder_blocks):
@@ -76,6 +100,60 @@ class ModelConfig:
             )
         if self.fusion not in ("sum", "residual", "attention"):
             raise ValueError(f"fusion must be 'sum', 'residual' or 'attention', got {self.fusion!r}")
+        self._check_architecture()
+
+    def _check_architecture(self) -> None:
+        """The architecture-specific fields: set where they apply, at their defaults elsewhere."""
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}; got {self.architecture!r}")
+        if self.expert_block not in EXPERT_BLOCKS:
+            raise ValueError(f"expert_block must be one of {', '.join(EXPERT_BLOCKS)}; got {self.expert_block!r}")
+        levels = len(self.encoder_blocks)
+        if levels < 1:
+            raise ValueError(f"need at least one encoder level, got encoder_blocks {self.encoder_blocks}")
+        uses_heads = self.architecture in ("restormer", "promptir") or self.expert_block == "restormer"
+        uses_ffn = uses_heads or self.architecture == "fftformer"
+        unused = [
+            name
+            for name, value, default, used in (
+                ("refinement_blocks", self.refinement_blocks, 0, self.architecture in ("restormer", "promptir", "fftformer")),
+                ("attention_heads", self.attention_heads, (), uses_heads),
+                ("ffn_expansion", self.ffn_expansion, 2.66, uses_ffn),
+                ("prompt_channels", self.prompt_channels, (), self.architecture == "promptir"),
+                ("prompt_sizes", self.prompt_sizes, (), self.architecture == "promptir"),
+                ("prompt_length", self.prompt_length, 5, self.architecture == "promptir"),
+            )
+            if not used and value != default
+        ]
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)} do not apply to architecture {self.architecture!r} with expert_block "
+                f"{self.expert_block!r}; leave them at their defaults"
+            )
+        if uses_heads and (len(self.attention_heads) != levels + 1 or min(self.attention_heads) < 1):
+            raise ValueError(
+                f"attention_heads needs {levels + 1} positive values (one per level, the bottleneck last), "
+                f"got {self.attention_heads}"
+            )
+        if uses_ffn and self.ffn_expansion <= 0:
+            raise ValueError(f"ffn_expansion must be > 0, got {self.ffn_expansion}")
+        if self.refinement_blocks < 0:
+            raise ValueError(f"refinement_blocks must be >= 0, got {self.refinement_blocks}")
+        if self.architecture == "demoe":
+            return
+        if self.is_moe or self.router:
+            raise ValueError(f"architecture {self.architecture!r} is a dense network: set num_experts=0 and router=False")
+        if self.expert_block != "nafblock":
+            raise ValueError(f"expert_block only applies to architecture 'demoe', not {self.architecture!r}")
+        if self.architecture == "promptir":
+            if not len(self.prompt_channels) == len(self.prompt_sizes) == levels:
+                raise ValueError(
+                    f"promptir needs {levels} prompt_channels and prompt_sizes (levels 1..{levels}), got "
+                    f"{self.prompt_channels} and {self.prompt_sizes}"
+                )
+            if min(self.prompt_channels + self.prompt_sizes) < 1 or self.prompt_length < 1:
+                raise ValueError("prompt_channels, prompt_sizes and prompt_length must be positive")
+
 
     @property
     def is_moe(self) -> bool:
@@ -83,8 +161,10 @@ class ModelConfig:
 
     @property
     def size_multiple(self) -> int:
-        """Input sides are padded to a multiple of this (one halving per encoder level)."""
-        return 2 ** len(self.encoder_blocks)
+        """Input sides are padded to a multiple of this (one halving per encoder level; FFTformer's
+        8x8 FFT patches at every level add a factor 8)."""
+        multiple = 2 ** len(self.encoder_blocks)
+        return multiple * 8 if self.architecture == "fftformer" else multiple
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,7 +175,9 @@ class ModelConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
-        tuple_fields = {"encoder_blocks", "decoder_blocks", "task_names"}
+        tuple_fields = {
+            "encoder_blocks", "decoder_blocks", "task_names", "attention_heads", "prompt_channels", "prompt_sizes"
+        }
         fixed = {k: tuple(v) if k in tuple_fields else v for k, v in values.items()}
         return cls(**fixed)
 
@@ -110,6 +192,13 @@ class ModelConfig:
 # Presets: plain data. `demoe` is the authors' released configuration (20,150,665 parameters);
 # `nafnet-baseline` is the paper's dense baseline (10.08 M); `*-router` variants carry the
 # router head, as trained in stage 1 of the recipe. Small and tiny presets differ only by values.
+_EXPERT_VARIANTS: dict[str, dict[str, Any]] = {
+    "darkir": {},
+    "wavelet": {},
+    "restormer": {"attention_heads": (1, 2, 4, 8, 8), "ffn_expansion": 2.66},
+    "plk": {},
+}
+
 PRESETS: dict[str, ModelConfig] = {
     "demoe": ModelConfig(name="demoe"),
     "nafnet-baseline": ModelConfig(
@@ -125,6 +214,77 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_blocks=(3, 3, 3, 3),
         num_experts=0,
         router=True,
+    ),
+    # Table 7: DeMoE with other expert blocks (same layout; see demoe.nn.blocks), and the
+    # stage-1 baselines they are upcycled from (the last block of the middle stage and of every
+    # decoder level is the expert block). Restormer experts: heads doubling per level as in
+    # Restormer (1, 2, 4, 8), its maximum of 8 kept at DeMoE's fifth level, the bottleneck.
+    **{
+        f"demoe-{block}": ModelConfig(name=f"demoe-{block}", expert_block=block, **fields)
+        for block, fields in _EXPERT_VARIANTS.items()
+    },
+    **{
+        f"nafnet-{block}-router": ModelConfig(
+            name=f"nafnet-{block}-router",
+            middle_blocks=3,
+            decoder_blocks=(3, 3, 3, 3),
+            num_experts=0,
+            expert_block=block,
+            **fields,
+        )
+        for block, fields in _EXPERT_VARIANTS.items()
+    },
+    # Table 1's rivals in the standard configurations of their releases (demoe.nn.<name>).
+    "restormer": ModelConfig(
+        name="restormer",
+        architecture="restormer",
+        width=48,
+        encoder_blocks=(4, 6, 6),
+        middle_blocks=8,
+        decoder_blocks=(6, 6, 4),
+        refinement_blocks=4,
+        attention_heads=(1, 2, 4, 8),
+        ffn_expansion=2.66,
+        num_experts=0,
+        router=False,
+    ),
+    "promptir": ModelConfig(
+        name="promptir",
+        architecture="promptir",
+        width=48,
+        encoder_blocks=(4, 6, 6),
+        middle_blocks=8,
+        decoder_blocks=(6, 6, 4),
+        refinement_blocks=4,
+        attention_heads=(1, 2, 4, 8),
+        ffn_expansion=2.66,
+        prompt_channels=(64, 128, 320),
+        prompt_sizes=(64, 32, 16),
+        prompt_length=5,
+        num_experts=0,
+        router=False,
+    ),
+    "fftformer": ModelConfig(
+        name="fftformer",
+        architecture="fftformer",
+        width=48,
+        encoder_blocks=(6, 6),
+        middle_blocks=12,
+        decoder_blocks=(6, 6),
+        refinement_blocks=4,
+        ffn_expansion=3.0,
+        num_experts=0,
+        router=False,
+    ),
+    "sfhformer": ModelConfig(
+        name="sfhformer",
+        architecture="sfhformer",
+        width=32,
+        encoder_blocks=(6, 6),
+        middle_blocks=10,
+        decoder_blocks=(6, 6),
+        num_experts=0,
+        router=False,
     ),
     "demoe-small": ModelConfig(
         name="demoe-small",

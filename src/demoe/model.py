@@ -14,10 +14,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from demoe.config import ModelConfig
+from demoe.nn.blocks import expert_block
+from demoe.nn.dense import DenseDeblurNet
+from demoe.nn.fftformer import FFTformer
 from demoe.nn.layers import NAFBlock
 from demoe.nn.moe import ExpertGroup, MoEBlock, RoutingPlan, make_plan, top_k_weights
 from demoe.nn.output import DeblurOutput  # re-exported: demoe.model.DeblurOutput
+from demoe.nn.promptir import PromptIR
+from demoe.nn.restormer import Restormer
 from demoe.nn.router import BlurRouter
+from demoe.nn.sfhformer import SFHformer
 
 Task = str | torch.Tensor
 
@@ -42,6 +48,11 @@ class DeblurUNet(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        if config.architecture != "demoe":
+            raise ValueError(
+                f"DeblurUNet builds architecture 'demoe', not {config.architecture!r}: "
+                "build any config with demoe.model.build_model"
+            )
         self.config = config
         width = config.width
         self.intro = nn.Conv2d(config.image_channels, width, 3, padding=1)
@@ -65,22 +76,22 @@ class DeblurUNet(nn.Module):
             if config.router
             else None
         )
-        self.middle = nn.Sequential(*(NAFBlock(channels) for _ in range(config.middle_blocks)))
-        self.middle_moe = (
-            MoEBlock(channels, config.num_experts, config.fusion) if config.is_moe else None
-        )
+        levels = len(config.encoder_blocks)
+        self.middle = _level_blocks(config, channels, config.middle_blocks, levels)
+        self.middle_moe = _moe_block(config, channels, levels) if config.is_moe else None
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         self.decoder_moes = nn.ModuleList()
-        for num_blocks in config.decoder_blocks:
+        for index, num_blocks in enumerate(config.decoder_blocks):
+            level = levels - 1 - index
             # 1x1 conv to 2C then PixelShuffle(2): half the channels, twice the resolution.
             self.ups.append(
                 nn.Sequential(nn.Conv2d(channels, channels * 2, 1, bias=False), nn.PixelShuffle(2))
             )
             channels //= 2
-            self.decoders.append(nn.Sequential(*(NAFBlock(channels) for _ in range(num_blocks))))
+            self.decoders.append(_level_blocks(config, channels, num_blocks, level))
             if config.is_moe:
-                self.decoder_moes.append(MoEBlock(channels, config.num_experts, config.fusion))
+                self.decoder_moes.append(_moe_block(config, channels, level))
         self.ending = nn.Conv2d(width, config.image_channels, 3, padding=1)
 
     @property
@@ -193,8 +204,38 @@ class DeblurUNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def build_model(config: ModelConfig) -> DeblurUNet:
-    return DeblurUNet(config)
+# Any network `build_model` returns; all are called alike and return a DeblurOutput.
+DeblurNetwork = DeblurUNet | DenseDeblurNet
+
+
+def _level_blocks(config: ModelConfig, channels: int, count: int, level: int) -> nn.Sequential:
+    """The NAFBlocks of the middle stage or a decoder level. In a dense model whose experts are
+    another block (`expert_block`, e.g. the stage-1 baseline of demoe-restormer) the last one
+    is that block: the block stage 2 copies into the experts."""
+    blocks = [NAFBlock(channels) for _ in range(count)]
+    if blocks and not config.is_moe and config.expert_block != "nafblock":
+        blocks[-1] = expert_block(config, channels, level)
+    return nn.Sequential(*blocks)
+
+
+def _moe_block(config: ModelConfig, channels: int, level: int) -> MoEBlock:
+    return MoEBlock(channels, config.num_experts, config.fusion, lambda: expert_block(config, channels, level))
+
+
+def build_model(config: ModelConfig) -> DeblurNetwork:
+    """The network of any config: DeblurUNet for the DeMoE family (DeMoE, its NAFNet baselines,
+    the Table 7 expert variants), the comparison network of `config.architecture` otherwise."""
+    if config.architecture == "demoe":
+        return DeblurUNet(config)
+    if config.architecture == "restormer":
+        return Restormer(config)
+    if config.architecture == "promptir":
+        return PromptIR(config)
+    if config.architecture == "fftformer":
+        return FFTformer(config)
+    if config.architecture == "sfhformer":
+        return SFHformer(config)
+    raise ValueError(f"unknown architecture {config.architecture!r}")  # ModelConfig validates it
 
 
 def init_experts_from_baseline(demoe: DeblurUNet, baseline: DeblurUNet) -> None:

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from demoe.model import DeblurUNet
+from demoe.config import ModelConfig
+from demoe.model import DeblurUNet, build_model
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,37 @@ def count_macs(model: DeblurUNet, size: int = 256, top_k: int | None = 1, task: 
     with counter, torch.inference_mode():
         _forward(model, x, top_k, task)
     return counter.get_total_flops() / 2 / 1e9  # the counter reports 2 FLOPs per MAC
+
+
+def macs_by_operator(config: ModelConfig, size: int = 256) -> dict[str, float]:
+    """Multiply-accumulates (in G) of one forward pass on a (1, 3, size, size) input, per
+    operator kind: "conv" (convolutions), "linear" (fully connected layers), "matmul" (matrix
+    products of activations: attention maps, einsum mixing). Traced on the meta device, so a
+    100 M-parameter network costs neither memory nor compute. MoE models run top-1 (the
+    first expert; every expert of a block has the same cost)."""
+    with torch.device("meta"):
+        model = build_model(config).eval()
+    x = torch.empty(1, config.image_channels, size, size, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x, task=config.task_names[0]) if config.is_moe else model(x)
+    kinds = {"convolution": "conv", "mm": "linear", "addmm": "linear", "bmm": "matmul", "baddbmm": "matmul"}
+    macs = {"conv": 0.0, "linear": 0.0, "matmul": 0.0}
+    for operator, flops in counter.get_flop_counts()["Global"].items():
+        name = str(operator).split(".")[1]  # aten.convolution.default -> convolution
+        macs[kinds.get(name, "matmul")] += flops / 2 / 1e9
+    return macs
+
+
+def count_macs_of_config(config: ModelConfig, size: int = 256) -> float:
+    """`count_macs` of a freshly built model of `config` (top-1), without building it in memory."""
+    return sum(macs_by_operator(config, size).values())
+
+
+def count_parameters_of_config(config: ModelConfig) -> int:
+    """Parameters of the network of `config`, counted on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        return count_parameters(build_model(config))
 
 
 def measure_latency_ms(

@@ -37,6 +37,7 @@ from demoe.imageio import pil_from_pixels, pixels_from_pil
 from demoe.inference.memory import MemoryPlan, memory_budget, plan_restoration
 from demoe.inference.tiling import TileBlender, tile_grid
 from demoe.model import DeblurUNet
+from demoe.nn.dense import DenseDeblurNet
 from demoe.nn.moe import top_k_weights
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -274,10 +275,10 @@ class Deblurrer:
                 f"precision {precision} needs a GPU (--device cuda or mps); on the CPU use fp32"
             )
         self.precision = precision
-        if isinstance(weights, DeblurUNet):
+        if isinstance(weights, (DeblurUNet, DenseDeblurNet)):
             model = weights
         elif isinstance(weights, torch.nn.Module):
-            raise TypeError(f"expected a demoe DeblurUNet, got {type(weights).__name__}")
+            raise TypeError(f"expected a demoe network (DeblurUNet or a comparison network), got {type(weights).__name__}")
         else:
             model = load_model(weights)
         model = model.to(self.device).eval()

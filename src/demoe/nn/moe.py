@@ -12,6 +12,7 @@ Two execution modes:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -70,16 +71,25 @@ def make_plan(weights: torch.Tensor) -> RoutingPlan:
 
 
 class MoEBlock(nn.Module):
-    """N NAFBlock experts whose outputs are fused with the router's weights.
+    """N experts (NAFBlocks unless `make_expert` builds another block) whose outputs are fused
+    with the router's weights.
 
     fusion: "sum" h' = sum_i w_i e_i(h) (Eq. 2), "residual" h' = h + sum_i w_i e_i(h) (Eq. 7),
     "attention" h' = h * sum_i w_i e_i(h) (Eq. 8).
+    make_expert: returns a fresh (B, C, H, W) -> (B, C, H, W) block; None = NAFBlock(channels).
     Shape: (B, C, H, W) -> (B, C, H, W).
     """
 
-    def __init__(self, channels: int, num_experts: int, fusion: Fusion = "sum") -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_experts: int,
+        fusion: Fusion = "sum",
+        make_expert: Callable[[], nn.Module] | None = None,
+    ) -> None:
         super().__init__()
-        self.experts = nn.ModuleList(NAFBlock(channels) for _ in range(num_experts))
+        make_expert = make_expert or (lambda: NAFBlock(channels))
+        self.experts = nn.ModuleList(make_expert() for _ in range(num_experts))
         self.fusion = fusion
 
     def forward(self, x: torch.Tensor, routing: torch.Tensor | RoutingPlan) -> torch.Tensor:
