@@ -50,3 +50,54 @@ def test_path_option_is_checked(tmp_path, capsys):
             main(["data", "aio-blur", "--root", str(tmp_path), "--out", str(tmp_path / "m.jsonl"), "--path", value])
         assert exit_info.value.code == 2
     assert "unknown dataset 'HIDE'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "dataset, counts",
+    [
+        ("GoPro", {"train": 4, "test": 2}),
+        ("RealBlur-J", {"train": 6, "test": 2}),
+        ("ReLoBlur", {"train": 3, "test": 1}),
+        ("LOLBlur", {"train": 11, "test": 2}),
+        ("DPDD", {"train": 1, "val": 1, "test": 2}),
+        ("RealDOF", {"test": 3}),
+        ("RSBlur", {"train": 1, "val": 1, "test": 2}),
+        ("Real-LOLBlur", {"test": 4}),
+    ],
+)
+def test_manifest_of_one_dataset_keeps_its_released_splits(tmp_path, capsys, dataset, counts):
+    root = make_aio_blur_root(tmp_path / "datasets")
+    out = tmp_path / f"{dataset}.jsonl"
+    assert main(["data", "manifest", dataset, "--root", str(root), "--out", str(out)]) == 0
+    records = read_manifest(out)
+    assert {split: sum(r.split == split for r in records) for split in counts} == counts
+    assert len(records) == sum(counts.values()) and {r.dataset for r in records} == {dataset}
+    assert all((tmp_path / r.blurry).is_file() for r in records)
+    assert f"wrote {len(records)} records of {dataset}" in capsys.readouterr().out
+
+
+def test_manifest_of_one_split_and_of_a_dataset_given_by_path(tmp_path, capsys):
+    root = make_aio_blur_root(tmp_path / "datasets")
+    (root / "GOPRO_Large").rename(tmp_path / "gopro")
+    out = tmp_path / "gopro_test.jsonl"
+    args = ["data", "manifest", "GoPro", "--root", str(root), "--out", str(out)]
+    assert main(args) == 2 and "GoPro: missing folder" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--path", f"GoPro={tmp_path / 'gopro'}", "--split", "test"]) == 0
+    assert [r.split for r in read_manifest(out)] == ["test", "test"]
+    assert main(["data", "manifest", "RealDOF", "--root", str(root), "--out", str(out), "--split", "train"]) == 2
+    assert "RealDOF has splits test, not train" in capsys.readouterr().err
+
+
+def test_aio_blur_lists_every_found_and_missing_dataset_at_once(tmp_path, capsys):
+    root = tmp_path / "datasets"
+    make_aio_blur_root(root)
+    for folder in ("RealBlur", "ReLoBlur", "LOLBlur"):  # only GoPro and DPDD unpacked
+        (root / folder).rename(tmp_path / folder)
+    out = tmp_path / "aio.jsonl"
+    assert main(["data", "aio-blur", "--root", str(root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "AIO-Blur needs 5 datasets: found 2, missing 3" in err
+    assert re.search(r"found\s+GoPro\s+\S*GOPRO_Large", err) and re.search(r"found\s+DPDD\s+\S*dd_dp_dataset_canon", err)
+    for dataset in ("RealBlur-J", "ReLoBlur", "LOLBlur"):
+        assert re.search(rf"missing\s+{dataset}\s+{dataset}: missing folder", err)
+    assert not out.exists()

@@ -1,4 +1,4 @@
-"""`demoe data ...`: dataset preparation commands (`aio-blur`, `aio-blur-ood`).
+"""`demoe data ...`: dataset preparation commands (`aio-blur`, `aio-blur-ood`, `manifest`).
 
 `demoe data` has its own sub-commands; each is added by one function of `DATA_COMMANDS`
 taking the `demoe data` sub-parsers, so a new one is a function plus one entry in the tuple.
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from demoe.cli.synth import add_synth_parser
+from demoe.data.manifest import SPLITS
 from demoe.data.sources import DATASET_FOLDERS
 
 
@@ -95,7 +96,54 @@ def _add_aio_blur_ood(data_subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_aio_blur_ood)
 
 
-DATA_COMMANDS = (_add_aio_blur, _add_aio_blur_ood, add_synth_parser)
+def _add_manifest(data_subparsers: argparse._SubParsersAction) -> None:
+    parser = data_subparsers.add_parser(
+        "manifest",
+        help="write the manifest of one benchmark (its splits as released)",
+        description="Read one benchmark in its official layout and write its manifest, every split "
+        "it was released with (or those given with --split); prints the counts per split. Real-LOLBlur "
+        "leaves out its RealBlur-J images (found by content when RealBlur/ is under --root).",
+    )
+    parser.add_argument("dataset", metavar="NAME", choices=list(DATASET_FOLDERS), help=f"one of {', '.join(DATASET_FOLDERS)}")
+    _add_location_arguments(parser)
+    parser.add_argument("--out", required=True, help="manifest to write (JSON Lines)")
+    parser.add_argument("--split", dest="splits", action="append", choices=SPLITS, help="only this split (repeatable)")
+    parser.add_argument(
+        "--gopro-blur", choices=("blur", "blur_gamma"), default="blur", help="GoPro input folder (default blur)"
+    )
+    parser.set_defaults(handler=run_manifest)
+
+
+DATA_COMMANDS = (_add_aio_blur, _add_aio_blur_ood, _add_manifest, add_synth_parser)
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    from demoe.data.manifest import write_manifest
+    from demoe.data.sources import DatasetLayoutError, locate_dataset, read_release
+
+    overrides = dict(args.paths)
+    try:
+        folder = locate_dataset(args.root, args.dataset, overrides)
+        realblur = None
+        if args.dataset == "Real-LOLBlur":
+            try:
+                realblur = locate_dataset(args.root, "RealBlur-J", overrides)
+            except DatasetLayoutError:
+                realblur = None  # only a sub-folder named like RealBlur identifies the subset then
+        records = read_release(
+            args.dataset, folder, None if args.splits is None else tuple(dict.fromkeys(args.splits)),
+            gopro_blur_folder=args.gopro_blur, realblur_folder=realblur,
+        )
+    except (DatasetLayoutError, ValueError) as error:
+        print(f"demoe data manifest: {error}", file=sys.stderr)
+        return 2
+    write_manifest(args.out, records)
+    for split in SPLITS:
+        count = sum(record.split == split for record in records)
+        if count:
+            print(f"{args.dataset}  {split:<5}  {count}")
+    print(f"wrote {len(records)} records of {args.dataset} ({folder}) to {Path(args.out)}")
+    return 0
 
 
 def run_aio_blur(args: argparse.Namespace) -> int:

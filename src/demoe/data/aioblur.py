@@ -36,6 +36,7 @@ import numpy as np
 from demoe.data.manifest import SPLITS, PairRecord
 from demoe.data.sources import (
     locate_dataset,
+    locate_datasets,
     read_dpdd,
     read_gopro,
     read_lolblur,
@@ -264,7 +265,7 @@ def build_aio_blur(
     mse_cache: str | os.PathLike | None = None,
 ) -> Mix:
     """AIO-Blur: balanced training records followed by the original test records."""
-    folders = {dataset: locate_dataset(root, dataset, overrides) for dataset in AIO_BLUR_DATASETS}
+    folders = locate_datasets(root, AIO_BLUR_DATASETS, overrides, mix="AIO-Blur")  # all missing ones at once
     records = {
         "RealBlur-J": read_realblur_j(folders["RealBlur-J"]),
         "ReLoBlur": read_reloblur(folders["ReLoBlur"]),
@@ -296,9 +297,10 @@ def build_aio_blur_ood(
     """AIO-Blur-OOD: the RealDOF, RSBlur (real test list) and Real-LOLBlur (without its
     RealBlur-J subset, found by file content when the RealBlur folder is present) test sets."""
     realblur_root = _optional_folder(root, "RealBlur-J", overrides)
-    real_lolblur_root = locate_dataset(root, "Real-LOLBlur", overrides)
-    realdof = read_realdof(locate_dataset(root, "RealDOF", overrides))
-    rsblur = read_rsblur(locate_dataset(root, "RSBlur", overrides), splits=("test",))
+    folders = locate_datasets(root, ("RealDOF", "RSBlur", "Real-LOLBlur"), overrides, mix="AIO-Blur-OOD")
+    real_lolblur_root = folders["Real-LOLBlur"]
+    realdof = read_realdof(folders["RealDOF"])
+    rsblur = read_rsblur(folders["RSBlur"], splits=("test",))
     real_lolblur = read_real_lolblur(real_lolblur_root, realblur_root)
     released = len(list_images(real_lolblur_root, recursive=True))
     return Mix(
