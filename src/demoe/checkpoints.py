@@ -14,6 +14,7 @@ import pickle
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -35,26 +36,43 @@ class WeightsNotFoundError(FileNotFoundError):
     """Raised when the weights a user asked for are not on disk."""
 
 
-class UntrustedCheckpointError(ValueError):
+class CheckpointReadError(ValueError):
+    """A checkpoint or weights file that cannot be used (damaged, foreign or untrusted)."""
+
+
+class UntrustedCheckpointError(CheckpointReadError):
     """A torch.save file holds Python objects that loading would have to run code to rebuild."""
 
 
-# Objects training scripts often save next to the weights (a numpy scalar for the best PSNR,
-# the argparse options, ordered dicts) that only hold data: loading them runs no user code.
-_DATA_GLOBALS = (
-    "argparse.Namespace",
-    "collections.OrderedDict",
-    "numpy.dtype",
-    "numpy.ndarray",
-    "numpy._core.multiarray.scalar",
-    "numpy.core.multiarray.scalar",
-    "numpy._core.multiarray._reconstruct",
-    "numpy.core.multiarray._reconstruct",
+# What a foreign checkpoint may name besides the tensors, storages, dtypes, torch.Size and
+# OrderedDicts that `torch.load(weights_only=True)` accepts by itself: the data objects
+# training scripts leave next to the weights (a numpy scalar for the best PSNR, a numpy array,
+# the argparse options, `torch.__version__`). Exact names only: a prefix rule such as
+# "torch.*" would admit functions that run code or write files (torch.fx's
+# `_exec_with_source`, `torch.save`, `torch.hub`'s downloads, `os` reached through a torch
+# module), so every other global is refused by name before anything is imported.
+_DATA_GLOBALS = frozenset(
+    {
+        "argparse.Namespace",
+        "collections.OrderedDict",
+        "torch.torch_version.TorchVersion",
+        "numpy.dtype",
+        "numpy.ndarray",
+        "numpy._core.multiarray.scalar",
+        "numpy.core.multiarray.scalar",
+        "numpy._core.multiarray._reconstruct",
+        "numpy.core.multiarray._reconstruct",
+    }
 )
 
 
-def _is_data_global(name: str) -> bool:
-    return name in _DATA_GLOBALS or name.startswith(("numpy.dtypes.", "torch."))
+def is_allowed_global(name: str) -> bool:
+    """Whether a global named by a checkpoint's pickle is one of the data objects above, or a
+    numpy dtype class (`numpy.dtypes.Float64DType`, ..., exactly those numpy lists)."""
+    if name in _DATA_GLOBALS:
+        return True
+    module, _, attribute = name.rpartition(".")
+    return module == "numpy.dtypes" and attribute in np.dtypes.__all__
 
 
 def _resolve_global(name: str) -> object:
@@ -65,11 +83,13 @@ def _resolve_global(name: str) -> object:
 def load_torch_file(path: str | os.PathLike, trust: bool = False) -> object:
     """`torch.load` a foreign checkpoint (.pt/.pth) on the CPU without running pickled code.
 
-    Tensors, containers and numbers load as with `weights_only=True`; numpy scalars/arrays and
-    argparse options that training scripts leave in checkpoints are allowed too. Any other
-    Python object raises UntrustedCheckpointError naming it; `trust=True` (only for files from
-    a trusted source) loads everything with `weights_only=False`.
-    Raises FileNotFoundError for a missing file and ValueError for an unreadable one."""
+    Tensors, containers and numbers load as with `weights_only=True`; besides them only the
+    data objects that `is_allowed_global` names (numpy scalars/arrays, argparse options,
+    `torch.__version__`) are rebuilt. Any other global the pickle names raises
+    UntrustedCheckpointError naming it, before anything is imported or called; `trust=True`
+    (only for files from a trusted source) loads everything with `weights_only=False`.
+    Raises FileNotFoundError for a missing file and CheckpointReadError (a ValueError) for an
+    unreadable one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} is not a file")
@@ -80,7 +100,7 @@ def load_torch_file(path: str | os.PathLike, trust: bool = False) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-            unsafe = [name for name in names if not _is_data_global(name)]
+            unsafe = [name for name in names if not is_allowed_global(name)]
             if unsafe:
                 raise UntrustedCheckpointError(
                     f"{path} holds Python objects besides weights ({', '.join(unsafe)}); demoe does not run "
@@ -89,15 +109,19 @@ def load_torch_file(path: str | os.PathLike, trust: bool = False) -> object:
                 ) from None
             allowed = [_resolve_global(name) for name in names]
             if any(name.startswith("numpy.") for name in names):
-                import numpy as np  # numpy scalars name their dtype class only while unpickling
-
+                # numpy scalars name their dtype class only while unpickling
                 allowed += [getattr(np.dtypes, name) for name in np.dtypes.__all__]
             with torch.serialization.safe_globals(allowed):
                 return torch.load(path, map_location="cpu", weights_only=True)
     except UntrustedCheckpointError:
         raise
     except Exception as error:  # torch raises many types for a damaged or foreign file
-        raise ValueError(f"cannot read {path} as a torch checkpoint: {error}") from error
+        raise CheckpointReadError(f"cannot read {path} as a torch checkpoint: {_first_line(error)}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def save_pretrained(model: DeblurUNet, directory: str | os.PathLike, extra: dict | None = None) -> Path:
@@ -119,12 +143,64 @@ def save_pretrained(model: DeblurUNet, directory: str | os.PathLike, extra: dict
     return directory
 
 
+class ModelDirectoryError(CheckpointReadError):
+    """A model directory whose config.json or model.safetensors cannot be used."""
+
+
 def read_config(directory: str | os.PathLike) -> ModelConfig:
+    """The ModelConfig of a model directory's config.json, every field checked (type, range).
+
+    Raises ModelDirectoryError (a ValueError) naming the file and what is wrong with it."""
     path = Path(directory) / CONFIG_FILE
-    data = json.loads(path.read_text())
-    if "model" not in data:
-        raise ValueError(f"{path} is not a demoe model config (no 'model' entry)")
-    return ModelConfig.from_dict(data["model"])
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ModelDirectoryError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    except UnicodeDecodeError:
+        raise ModelDirectoryError(f"{path}: not a text file (config.json must be UTF-8 JSON)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise ModelDirectoryError(f"{path} is not a demoe model config (no 'model' mapping)")
+    version = data.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise ModelDirectoryError(
+            f"{path}: format_version {version!r} is not one this demoe reads (it reads "
+            f"{FORMAT_VERSION}); the directory was written by another version of demoe"
+        )
+    try:
+        return ModelConfig.from_dict(data["model"])
+    except (TypeError, ValueError) as error:
+        raise ModelDirectoryError(f"{path}: {error}") from None
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file on the CPU; ModelDirectoryError for a damaged file."""
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as error:  # safetensors raises its own error type, OSError, ValueError
+        raise ModelDirectoryError(
+            f"{path}: not a readable safetensors file, truncated or damaged ({_first_line(error)})"
+        ) from None
+
+
+def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """CheckpointMismatchError, in a few lines, unless `state` has exactly the model's keys and
+    shapes (dtypes may differ: they are cast on loading)."""
+    reference = model.state_dict()
+    missing = sorted(set(reference) - set(state))
+    unexpected = sorted(set(state) - set(reference))
+    misshaped = sorted(
+        f"{key}: file {tuple(state[key].shape)}, config {tuple(reference[key].shape)}"
+        for key in set(state) & set(reference)
+        if tuple(state[key].shape) != tuple(reference[key].shape)
+    )
+    if missing or unexpected or misshaped:
+        lines = [f"{source} does not match the architecture of its config.json "
+                 f"({len(reference) - len(missing) - len(misshaped)} of {len(reference)} tensors match):"]
+        lines += _mismatch_lines(missing, unexpected, misshaped, shown=3)
+        lines.append("  the weights were saved from another configuration; use the config.json written with them")
+        raise CheckpointMismatchError("\n".join(lines))
 
 
 def bundled_weights() -> list[str]:
@@ -175,7 +251,8 @@ def load_model(path_or_name: str | os.PathLike | None = None, device: str | torc
     directory = resolve_weights(path_or_name)
     config = read_config(directory)
     model = build_model(config)
-    state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
+    state = read_weights(directory / WEIGHTS_FILE)
+    check_state_dict(model, state, str(directory / WEIGHTS_FILE))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 
@@ -229,11 +306,26 @@ def official_key_to_demoe(key: str) -> str:
     return key
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(CheckpointReadError):
     """The checkpoint's keys or shapes do not match the model it is converted into."""
 
 
 _KEYS_SHOWN = 12  # keys named per kind of mismatch in an error message
+
+
+def _mismatch_lines(missing: list[str], unexpected: list[str], misshaped: list[str], shown: int) -> list[str]:
+    """One line per kind of mismatch, naming at most `shown` keys."""
+    lines = []
+    for label, keys, separator in (
+        ("missing", missing, ", "),
+        ("unexpected", unexpected, ", "),
+        ("mis-shaped", misshaped, "; "),
+    ):
+        if keys:
+            listed = separator.join(keys[:shown])
+            more = f"{separator}... and {len(keys) - shown} more" if len(keys) > shown else ""
+            lines.append(f"  {label} keys ({len(keys)}): {listed}{more}")
+    return lines
 
 
 def convert_official_state_dict(
@@ -264,15 +356,7 @@ def convert_official_state_dict(
         ]
         if found == 0:
             lines[0] += " it is not a DeMoE/NAFNet checkpoint, or another --preset is needed"
-        for label, keys, separator in (
-            ("missing", missing, ", "),
-            ("unexpected", unexpected, ", "),
-            ("mis-shaped", misshaped, "; "),
-        ):
-            if keys:
-                shown = separator.join(keys[:_KEYS_SHOWN])
-                more = f"{separator}... and {len(keys) - _KEYS_SHOWN} more" if len(keys) > _KEYS_SHOWN else ""
-                lines.append(f"  {label} keys ({len(keys)}): {shown}{more}")
+        lines += _mismatch_lines(missing, unexpected, misshaped, shown=_KEYS_SHOWN)
         raise CheckpointMismatchError("\n".join(lines))
     return {k: v.to(reference[k].dtype).contiguous() for k, v in converted.items()}
 

@@ -7,6 +7,7 @@ variants never get a file of their own.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -75,6 +76,16 @@ class ModelConfig:
     prompt_length: int = 5
 
     def __post_init__(self) -> None:
+        for name in ("image_channels", "width", "num_classes", "router_channels", "router_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if any(n < 0 for n in (*self.encoder_blocks, *self.decoder_blocks, self.middle_blocks)):
+            raise ValueError("block counts must be >= 0")
+        for name in ("router_spatial_dropout", "router_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.router_noise_std < 0:
+            raise ValueError(f"router_noise_std must be >= 0, got {self.router_noise_std}")
         if len(self.encoder_blocks) != len(self.decoder_blocks):
             raise ValueError(
                 f"encoder_blocks {self.encoder_blocks} and decoder_blocks "
@@ -171,14 +182,14 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """A config from plain values (e.g. a config.json), each checked against its field's
+        type: ValueError naming the field, e.g. "width: expected an integer, got str '16'"."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
-        tuple_fields = {
-            "encoder_blocks", "decoder_blocks", "task_names", "attention_heads", "prompt_channels", "prompt_sizes"
-        }
-        fixed = {k: tuple(v) if k in tuple_fields else v for k, v in values.items()}
+        hints = typing.get_type_hints(cls)
+        fixed = {name: _checked_value(name, hints[name], value) for name, value in values.items()}
         return cls(**fixed)
 
     def replace(self, **overrides: Any) -> "ModelConfig":
@@ -187,6 +198,34 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
         return dataclasses.replace(self, **overrides)
+
+
+def _checked_value(name: str, hint: Any, value: Any) -> Any:
+    """`value` as the type `hint` (lists become tuples); ValueError naming the field otherwise."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name}: expected a list, got {type(value).__name__} {value!r}")
+        return tuple(_checked_value(f"{name}[{index}]", typing.get_args(hint)[0], item) for index, item in enumerate(value))
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(repr(choice) for choice in typing.get_args(hint))
+            raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+        return value
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:
+        raise TypeError(f"{name}: unsupported field type {hint!r}")  # a bug in this module
+    if not ok:
+        expected = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[hint]
+        raise ValueError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
+    return float(value) if hint is float else value
 
 
 # Presets: plain data. `demoe` is the authors' released configuration (20,150,665 parameters);

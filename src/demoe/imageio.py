@@ -141,6 +141,37 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             return _read_with_pillow(path, image, file_format)
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, before decoding: size, channels, bytes per sample."""
+
+    width: int
+    height: int
+    channels: int
+    sample_bytes: int
+
+
+def read_header(path: str | os.PathLike) -> ImageHeader | None:
+    """Size and layout of an image file from its header (no pixels are decoded), or None when
+    the header cannot be read (`read_image` then says why). Channels count as stored (a
+    palette image as RGB(A), CMYK as 4), which can only overestimate the decoded array."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+        if magic in _TIFF_MAGIC:
+            with tifffile.TiffFile(path) as tiff:
+                page = tiff.pages[0]
+                return ImageHeader(page.imagewidth, page.imagelength, page.samplesperpixel, page.dtype.itemsize)
+        with _pillow_pixel_limit(None), Image.open(path) as image:
+            width, height = image.size
+            bands = len(image.getbands()) if image.mode != "P" else 4 if "transparency" in image.info else 3
+            wide = image.mode.startswith("I") or (image.format == "PNG" and png_bit_depth(path) == 16)
+            return ImageHeader(width, height, bands, 2 if wide else 1)
+    except (UnidentifiedImageError, tifffile.TiffFileError, AttributeError, *_DECODE_ERRORS):
+        return None
+
+
 def _check_pixel_limit(path: Path, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels and width * height > max_pixels:
         raise ImageReadError(

@@ -10,11 +10,16 @@ import argparse
 import sys
 
 from demoe import __version__
-from demoe.cli import analyze, data, deblur, demo, evaluate, export, metrics, model_commands, train
 from demoe.extras import extra_for, missing_extra_message
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a process stopped by Ctrl-C
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: importing them loads PyTorch (seconds), and `main` has to
+    # be running to turn a Ctrl-C during that time into one line instead of a traceback.
+    from demoe.cli import analyze, data, deblur, demo, evaluate, export, metrics, model_commands, train
+
     parser = argparse.ArgumentParser(
         prog="demoe",
         description="All-in-one image deblurring with a mixture-of-experts decoder (DeMoE).",
@@ -27,15 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
-    except ModuleNotFoundError as error:
-        if extra_for(error) is None:
-            raise  # not an optional package: a broken install or a bug, keep the traceback
-        print(f"demoe {args.command}: {missing_extra_message(error)}", file=sys.stderr)
-        return 2
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        try:
+            return int(args.handler(args) or 0)
+        except ModuleNotFoundError as error:
+            if extra_for(error) is None:
+                raise  # not an optional package: a broken install or a bug, keep the traceback
+            print(f"demoe {args.command}: {missing_extra_message(error)}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM where a command maps it) outside a command's own handling
+        print("\ndemoe: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

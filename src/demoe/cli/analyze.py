@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from demoe.checkpoints import WeightsNotFoundError, create_model, load_model
+from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError, create_model, load_model
 from demoe.config import PRESETS
 from demoe.fileio import atomic_write_text
 
@@ -138,7 +138,7 @@ def run_similarity(args: argparse.Namespace) -> int:
         return _error("similarity", "give at least two model directories")
     try:
         models = [load_model(path) for path in args.models]
-    except WeightsNotFoundError as error:
+    except (WeightsNotFoundError, CheckpointReadError) as error:
         return _error("similarity", error)
     labels = _labels(args.models)
     try:
@@ -182,7 +182,7 @@ def run_experts(args: argparse.Namespace) -> int:
 
     try:
         model = load_model(args.model)
-    except WeightsNotFoundError as error:
+    except (WeightsNotFoundError, CheckpointReadError) as error:
         return _error("experts", error)
     if not model.config.is_moe:
         return _error("experts", f"{args.model} has no MoE blocks (num_experts = 0)")
@@ -297,7 +297,7 @@ def run_cost(args: argparse.Namespace) -> int:
             continue
         try:
             models.append((_labels([name])[0], load_model(name)))
-        except WeightsNotFoundError as error:
+        except (WeightsNotFoundError, CheckpointReadError) as error:
             return _error("cost", error)
     for label, model in models:
         if model.config.is_moe and not 1 <= args.top_k <= model.config.num_experts:

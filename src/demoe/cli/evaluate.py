@@ -67,14 +67,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, ranks) -> int:
-    from demoe.checkpoints import WeightsNotFoundError
+    from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError
     from demoe.data.manifest import read_manifest
     from demoe.evaluation.benchmark import filter_records, variants_from_options
     from demoe.inference import Deblurrer
 
     try:
         deblurrer = Deblurrer(args.weights, device=ranks.device)
-    except WeightsNotFoundError as error:
+    except (WeightsNotFoundError, CheckpointReadError) as error:
         print(f"demoe eval: {error}", file=sys.stderr)
         return 2
     records = []
@@ -101,7 +101,7 @@ def _evaluate(args: argparse.Namespace, ranks) -> int:
 
         try:
             lpips_model = load_lpips(args.lpips, args.lpips_backbone)
-        except LPIPSBackboneNotFoundError as error:
+        except (LPIPSBackboneNotFoundError, ValueError) as error:  # missing, unreadable or untrusted
             print(f"demoe eval: LPIPS skipped: {error}", file=sys.stderr)
         else:
             def lpips_of(restored, sharp):

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from demoe.checkpoints import WeightsNotFoundError, load_model
+from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError, load_model
 
 TOLERANCE = 1e-4  # max |eager - onnxruntime| accepted by the check
 
@@ -48,7 +48,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
 
     try:
         model = load_model(args.weights).eval()
-    except WeightsNotFoundError as error:
+    except (WeightsNotFoundError, CheckpointReadError) as error:
         print(f"demoe export onnx: {error}", file=sys.stderr)
         return 2
     try:

@@ -85,7 +85,7 @@ def run_metrics(args: argparse.Namespace) -> int:
     if args.lpips:
         try:
             lpips_model = load_lpips(args.lpips, args.lpips_backbone)
-        except LPIPSBackboneNotFoundError as error:
+        except (LPIPSBackboneNotFoundError, ValueError) as error:  # missing, unreadable or untrusted
             skipped["lpips"] = str(error)
     no_reference = None
     if wants_no_reference:

@@ -8,6 +8,7 @@ import sys
 
 from demoe.checkpoints import (
     CheckpointMismatchError,
+    CheckpointReadError,
     WeightsNotFoundError,
     convert_official,
     create_model,
@@ -49,12 +50,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 def run_cost(args: argparse.Namespace) -> int:
     from demoe.evaluation.cost import measure_cost
 
+    if args.size < 1 or args.repeats < 1:
+        print("demoe cost: --size and --repeats must be >= 1", file=sys.stderr)
+        return 2
     if args.model in PRESETS:
         model = create_model(args.model)
     else:
         try:
             model = load_model(args.model)
-        except WeightsNotFoundError as error:
+        except (WeightsNotFoundError, CheckpointReadError) as error:
             print(f"demoe cost: {error}", file=sys.stderr)
             return 2
     if model.config.is_moe and not 1 <= args.top_k <= model.config.num_experts:

@@ -42,6 +42,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError
     from demoe.train import ConfigError, NonFiniteLossError, RunDirError, load_config, train
 
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -54,7 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, overrides)
         result = train(config, args.out, resume=args.resume, max_steps=args.max_steps)
-    except (ConfigError, RunDirError, FileNotFoundError) as error:
+    except (ConfigError, RunDirError, FileNotFoundError, WeightsNotFoundError, CheckpointReadError) as error:
         if is_main:
             print(f"demoe train: {error}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from demoe.checkpoints import load_torch_file
 from demoe.imageio import to_float
 
 NetName = Literal["alex", "vgg"]
@@ -160,10 +161,14 @@ def load_lpips(
     device: str | torch.device = "cpu",
 ) -> LPIPS:
     """LPIPS v0.1 with the shipped linear layers and the backbone from `backbone` (a file, a state
-    dict, or None for the torch hub cache). Raises LPIPSBackboneNotFoundError if it is missing."""
+    dict, or None for the torch hub cache). Raises LPIPSBackboneNotFoundError if it is missing,
+    and a ValueError if it is unreadable, holds objects other than weights (a file from
+    elsewhere runs no code: `demoe.checkpoints.load_torch_file`) or has another layout."""
     model = LPIPS(net)
     if backbone is None or isinstance(backbone, (str, os.PathLike)):
-        state = torch.load(find_backbone(net, backbone), map_location="cpu", weights_only=True)
+        state = load_torch_file(find_backbone(net, backbone))
+        if not isinstance(state, Mapping):
+            raise ValueError(f"LPIPS-{net} backbone file holds a {type(state).__name__}, not a state dict")
     else:
         state = backbone
     features = _backbone_state_dict(state, net)

@@ -17,6 +17,7 @@ which is ignored and removed by the next run.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import shutil
@@ -25,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from demoe.checkpoints import CONFIG_FILE, WEIGHTS_FILE, save_pretrained
+from demoe.checkpoints import CONFIG_FILE, WEIGHTS_FILE, CheckpointReadError, read_weights, save_pretrained
 from demoe.model import DeblurUNet
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -140,10 +141,22 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     directory = Path(directory)
     if not is_complete(directory):
         raise FileNotFoundError(f"{directory} is not a complete training checkpoint")
-    model_state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
+    model_state = read_weights(directory / WEIGHTS_FILE)
     ema_path = directory / EMA_FILE
-    ema_state = load_file(str(ema_path), device="cpu") if ema_path.is_file() else None
-    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    ema_state = read_weights(ema_path) if ema_path.is_file() else None
+    state_path = directory / STATE_FILE
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # weights_only: a pickle naming anything but tensors and plain values is never run
+        raise CheckpointReadError(
+            f"{state_path}: holds Python objects a demoe training state never holds; refusing to "
+            "load it (it was not written by demoe train)"
+        ) from None
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointReadError(f"{state_path}: unreadable ({str(error).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointReadError(f"{state_path}: not a demoe training state")
     if state.get("format_version") != STATE_FORMAT_VERSION:
         raise ValueError(f"{directory / STATE_FILE}: unsupported format {state.get('format_version')!r}")
     return model_state, ema_state, state

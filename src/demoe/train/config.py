@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -194,9 +195,36 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_PATTERN, list("-+0123456789."))
 
 
-def parse_yaml(text: str) -> Any:
-    """YAML text -> Python values (floats like `1e-3` included)."""
-    return yaml.load(text, Loader=_Loader)
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    # PyYAML keeps the last of two equal keys without a word; a recipe with `lr` twice is a mistake.
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            first = seen[key].start_mark
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
+                f"{first.line + 1}); each key may appear once per section"
+            )
+        seen[key] = key_node
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def parse_yaml(text: str, source: str = "YAML") -> Any:
+    """YAML text -> Python values (floats like `1e-3` included); ConfigError for a syntax
+    error (with its line and column) or a key given twice in one mapping."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    except ConfigError as error:  # a duplicate key
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
@@ -204,7 +232,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    values = parse_yaml(path.read_text())
+    values = parse_yaml(path.read_text(), source=str(path))
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -220,7 +248,7 @@ def apply_override(values: dict[str, Any], override: str) -> None:
     key = key.strip()
     if not separator or not key:
         raise ConfigError(f"--set expects key=value with a dotted key, got {override!r}")
-    value = parse_yaml(text) if text.strip() else None
+    value = parse_yaml(text, source=f"--set {key}") if text.strip() else None
     parts = key.split(".")
     node = values
     for depth, part in enumerate(parts[:-1]):
@@ -433,6 +461,8 @@ def _convert(annotation: Any, value: Any, path: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+        if not math.isfinite(value):  # NaN passes every `<= 0` check below
+            raise ConfigError(f"{path}: expected a finite number, got {value}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):

@@ -2,19 +2,33 @@
 
 A thin Gradio layer over `demoe.inference.Deblurrer` (the same API the CLI uses). Everything
 the app writes goes into one temporary directory, removed when the app closes.
+
+Privacy: nothing is sent off the machine (Gradio's analytics, its version check and its run
+history are off; fonts and scripts are served by the app itself). A user's upload and results,
+Gradio's cached copies included, live only in the app's work folder: the results of a
+session's previous request are deleted when its next one is answered, a session's files when
+its page is closed, every file `DemoLimits.keep_seconds` after its last use, and the whole
+folder when the server stops (Ctrl-C or SIGTERM). So the folder does not grow with requests.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import gradio as gr
-from PIL import Image, ImageOps
+# Read by Gradio and huggingface_hub when they are imported: no telemetry, no version check.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import gradio as gr  # noqa: E402 (after the environment above)
+from PIL import Image, ImageOps  # noqa: E402
 
 from demoe.config import TASK_NAMES
 from demoe.inference import Deblurrer
@@ -37,6 +51,9 @@ class DemoLimits:
     max_pixels: int = 12_000_000  # width x height above which an image is refused
     concurrency: int = 1  # requests processed at once; the rest wait in the queue
     queue_size: int = 64  # requests allowed to wait
+    # an upload or result is deleted this long after its last use (the download link of a
+    # result works until then); sooner when the page is closed or the session asks again
+    keep_seconds: float = 600.0
 
 
 def task_from_label(label: str) -> str:
@@ -57,16 +74,78 @@ def example_images() -> list[str]:
 class DemoApp:
     """Holds the loaded model, the limits and the temporary directory of one app instance."""
 
-    def __init__(self, deblurrer: Deblurrer, limits: DemoLimits = DemoLimits()) -> None:
+    def __init__(self, deblurrer: Deblurrer, limits: DemoLimits = DemoLimits(), workdir: Path | None = None) -> None:
         self.deblurrer = deblurrer
         self.limits = limits
-        self.workdir = Path(tempfile.mkdtemp(prefix="demoe-demo-"))
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="demoe-demo-"))
+        self.cache_dir = self.workdir / "gradio"  # Gradio's uploads and output copies (GRADIO_TEMP_DIR)
+        self._sessions: dict[str, list[Path]] = {}  # session -> its upload and latest results
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
 
     def close(self) -> None:
+        self._stop.set()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def run(self, image_path: str | None, blur_label: str, top_k: int, tile: int):
+    # ---- what is kept, and for how long -------------------------------------------------------
+
+    def sweep(self, now: float | None = None) -> None:
+        """Delete every file of the work folder unused for `keep_seconds` (last use: the later
+        of its modification and status change; Gradio touches a cached file it hands out again)."""
+        limit = (time.time() if now is None else now) - self.limits.keep_seconds
+        for path in sorted(self.workdir.rglob("*"), reverse=True):  # files before their folders
+            try:
+                if path.is_dir():
+                    if path != self.cache_dir and not any(path.iterdir()):
+                        path.rmdir()
+                elif max(path.stat().st_mtime, path.stat().st_ctime) < limit:
+                    path.unlink()
+            except OSError:  # removed meanwhile by a request or another sweep
+                continue
+
+    def sweep_periodically(self) -> None:
+        """Run `sweep` in a daemon thread until `close`."""
+
+        def loop() -> None:
+            while not self._stop.wait(min(60.0, max(1.0, self.limits.keep_seconds / 4))):
+                self.sweep()
+
+        threading.Thread(target=loop, name="demoe-demo-sweeper", daemon=True).start()
+
+    def _delete(self, path: Path) -> None:
+        """A file and Gradio's cached copies of it (results have unique names)."""
+        copies = self.cache_dir.glob(f"*/{path.name}") if path.parent == self.workdir else ()
+        for copy in (path, *copies):
+            copy.unlink(missing_ok=True)
+
+    def _remember(self, session: str | None, files: list[Path]) -> None:
+        """The session's latest files; the ones of its previous request that no session still
+        shows are deleted: the page shows only the latest result."""
+        if session is None:
+            return
+        with self._lock:
+            previous = self._sessions.get(session, [])
+            self._sessions[session] = files
+            in_use = {path for paths in self._sessions.values() for path in paths}
+        for path in previous:
+            if path not in in_use:
+                self._delete(path)
+
+    def forget_session(self, request: gr.Request) -> None:
+        """The page was closed: delete its upload and results (unless another page shows them)."""
+        with self._lock:
+            files = self._sessions.pop(getattr(request, "session_hash", None), [])
+            in_use = {path for paths in self._sessions.values() for path in paths}
+        for path in files:
+            if path not in in_use:
+                self._delete(path)
+
+    def run(self, image_path: str | None, blur_label: str, top_k: int, tile: int, request: gr.Request | None = None):
         """Restore one uploaded image. Returns the outputs of the UI, in order."""
+        self.sweep()
+        if image_path and not Path(image_path).is_file():
+            raise gr.Error(f"This upload is no longer kept (uploads are deleted {self.limits.keep_seconds / 60:g} "
+                           "minutes after their last use): upload the image again.")
         if not image_path:
             raise gr.Error("Upload an image first.")
         try:
@@ -111,11 +190,15 @@ class DemoApp:
             lines.insert(0, "**Experts used:** none (this model has a single dense decoder)")
         lines.append(f"**Time:** {seconds:.2f} s for {width}x{height} pixels")
         summary = "  \n".join(lines)
+        self._remember(getattr(request, "session_hash", None), [Path(image_path), before_path, output_path])
         return (str(before_path), str(output_path)), probabilities, summary, str(output_path)
 
 
 def build_app(demo: DemoApp) -> gr.Blocks:
-    with gr.Blocks(title="demoe: all-in-one deblurring") as blocks:
+    """The page. Sets, for this process, Gradio's cache folder to the app's work folder (the
+    GRADIO_TEMP_DIR Gradio reads while it runs)."""
+    os.environ["GRADIO_TEMP_DIR"] = str(demo.cache_dir)
+    with gr.Blocks(title="demoe: all-in-one deblurring", analytics_enabled=False) as blocks:
         gr.Markdown(
             "# demoe — all-in-one deblurring\n"
             "Upload a blurry photo. The router recognises the kind of blur and sends the image to "
@@ -150,6 +233,7 @@ def build_app(demo: DemoApp) -> gr.Blocks:
             api_name="deblur",
             concurrency_limit=demo.limits.concurrency,
         )
+        blocks.unload(demo.forget_session)
     blocks.queue(max_size=demo.limits.queue_size, default_concurrency_limit=demo.limits.concurrency)
     return blocks
 
@@ -161,11 +245,21 @@ def launch(
     device: str = "auto",
     limits: DemoLimits = DemoLimits(),
     block: bool = True,
+    workdir: Path | None = None,
 ):
-    """Start the demo server. Returns (blocks, app, url) when `block` is False."""
-    demo = DemoApp(Deblurrer(weights, device=device), limits)
-    blocks = build_app(demo)
+    """Start the demo server. Returns (blocks, app, url) when `block` is False.
+
+    Blocking, SIGTERM stops the server as Ctrl-C does, and the work folder is removed either way.
+    workdir: the work folder (default a new temporary one); `demoe demo` creates it before
+    Gradio is imported and sets GRADIO_TEMP_DIR to its gradio/ folder, since Gradio fixes some
+    of its folders at import."""
+    demo = DemoApp(Deblurrer(weights, device=device), limits, workdir)
+    previous_handler = None
+    if block and threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
+        blocks = build_app(demo)
+        demo.sweep_periodically()
         _, url, _ = blocks.launch(
             server_name=host,
             server_port=port,
@@ -175,11 +269,19 @@ def launch(
             quiet=not block,
             allowed_paths=[str(demo.workdir), str(EXAMPLES_DIR)],
             ssr_mode=False,
+            run_history=False,  # no record of inputs in the browser, no offer to upload them
         )
     except BaseException:
         demo.close()
         raise
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     if block:
         demo.close()
         return None
     return blocks, demo, url
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
