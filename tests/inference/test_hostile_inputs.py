@@ -185,9 +185,11 @@ def test_negative_max_pixels_and_bad_memory_sizes_are_usage_errors(tmp_path, mod
         main(["classify", str(image), "--max-pixels", "-1"])
 
 
-def test_cost_with_a_zero_size_is_refused(capsys):
+def test_cost_with_a_zero_or_huge_size_is_refused(capsys):
     assert main(["cost", "--model", "demoe-tiny", "--size", "0"]) == 2
     assert "--size and --repeats must be >= 1" in capsys.readouterr().err
+    assert main(["cost", "--model", "demoe-tiny", "--size", "1000000"]) == 2
+    assert "a 1000000x1000000 pass needs about" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

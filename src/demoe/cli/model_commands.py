@@ -49,6 +49,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def run_cost(args: argparse.Namespace) -> int:
     from demoe.evaluation.cost import measure_cost
+    from demoe.inference.memory import HEADROOM, available_memory, format_bytes, pass_bytes
 
     if args.size < 1 or args.repeats < 1:
         print("demoe cost: --size and --repeats must be >= 1", file=sys.stderr)
@@ -63,6 +64,12 @@ def run_cost(args: argparse.Namespace) -> int:
             return 2
     if model.config.is_moe and not 1 <= args.top_k <= model.config.num_experts:
         print(f"demoe cost: --top-k must be in 1..{model.config.num_experts}", file=sys.stderr)
+        return 2
+    needed = pass_bytes(model.config, args.size, args.size, args.top_k)
+    available = available_memory()
+    if available is not None and needed > available * HEADROOM:
+        print(f"demoe cost: a {args.size}x{args.size} pass needs about {format_bytes(needed)} of memory, more "
+              f"than the {format_bytes(available)} available; choose a smaller --size", file=sys.stderr)
         return 2
     cost = measure_cost(model, size=args.size, top_k=args.top_k, repeats=args.repeats)
     if args.json:
