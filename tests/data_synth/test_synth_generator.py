@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from synth_helpers import high_frequency_energy, textured_image
@@ -5,13 +6,16 @@ from synth_helpers import high_frequency_energy, textured_image
 from demoe.config import TASK_NAMES
 from demoe.data.synthetic import generator, kernels
 from demoe.data.synthetic import (
+    DarkSceneConfig,
     DefocusConfig,
     GlobalMotionConfig,
+    LowLightConfig,
     ShakeConfig,
     SynthConfig,
     synthesize,
     synthesize_sample,
 )
+from demoe.data.synthetic.generator import LUMA_WEIGHTS
 
 BLURRING_TASKS = ("defocus", "global_motion", "synth_global_motion", "low_light")
 
@@ -30,9 +34,13 @@ def test_every_task_returns_float_rgb_in_range_and_keeps_the_target(task):
 @pytest.mark.parametrize("task", BLURRING_TASKS)
 def test_blur_removes_high_frequencies(task):
     sharp = textured_image()
+    # Low light on its cleanest default sensor: at its darkest, noisiest draws noise adds more
+    # fine detail back than the shake removes (as in real night shots), which is not this test.
+    sensor = LowLightConfig()
+    clean = SynthConfig(low_light=LowLightConfig(full_well=(sensor.full_well[1],) * 2, read_noise=(sensor.read_noise[0],) * 2))
     energies = []
     for seed in range(3):
-        blurry, _ = synthesize(sharp, task, np.random.default_rng(seed))
+        blurry, _ = synthesize(sharp, task, np.random.default_rng(seed), clean)
         if task == "low_light":  # compare at equal brightness; noise adds energy back, so loose
             blurry = blurry * (sharp.mean() / blurry.mean())
         energies.append(high_frequency_energy(blurry))
@@ -64,8 +72,36 @@ def test_low_light_is_dark_and_noisy_and_quantised():
     blurry, target = synthesize(flat, "low_light", np.random.default_rng(0))
     np.testing.assert_array_equal(target, flat)  # target: the normally exposed photograph
     assert blurry.mean() < 0.5 * flat.mean()
-    assert blurry.std() / blurry.mean() > 0.02  # sensor noise on a flat scene
     np.testing.assert_allclose(blurry * 255, np.round(blurry * 255), atol=1e-3)  # 8-bit levels
+
+    def relative_noise(full_well: float, read_noise: float) -> float:
+        sensor = LowLightConfig(exposure=(0.1, 0.1), full_well=(full_well,) * 2, read_noise=(read_noise,) * 2)
+        noisy, _ = synthesize(flat, "low_light", np.random.default_rng(0), SynthConfig(low_light=sensor))
+        return float(noisy.std() / noisy.mean())
+
+    # Both ends of the default sensor ranges: the noisy end shows sensor noise on a flat scene,
+    # the clean end (as clean as the real low-light shots measured) much less of it.
+    default = LowLightConfig()
+    noisy = relative_noise(default.full_well[0], default.read_noise[1])
+    clean = relative_noise(default.full_well[1], default.read_noise[0])
+    assert noisy > 0.02 and clean < noisy / 5
+
+
+def test_default_low_light_spans_real_night_shots_below_the_dark_scene_band():
+    # Measured (docs/synthetic-blur.md): real low-light shots have a mean luma of 0.024-0.156,
+    # dark but normally exposed scenes are made at 0.15-0.3. A flat scene of a typical
+    # photograph's luma (0.45) at both ends of the default exposures, on the clean sensor:
+    scene = np.full((64, 64, 3), 0.45, dtype=np.float32)
+    default = LowLightConfig()
+
+    def mean_luma(exposure: float) -> float:
+        config = LowLightConfig(exposure=(exposure,) * 2, full_well=(default.full_well[1],) * 2,
+                                read_noise=(default.read_noise[0],) * 2)
+        blurry, _ = synthesize(scene, "low_light", np.random.default_rng(0), SynthConfig(low_light=config))
+        return float((blurry @ LUMA_WEIGHTS).mean())
+
+    assert mean_luma(default.exposure[0]) < 0.03  # as dark as the darkest real shot
+    assert 0.1 < mean_luma(default.exposure[1]) < DarkSceneConfig().mean_luminance[0] + 0.01
 
 
 def test_global_motion_adds_noise_and_jpeg():
@@ -146,6 +182,26 @@ def test_margin_covers_the_largest_psf():
     assert kernels.disk_kernel(radius).shape[0] // 2 <= config.margin_px("defocus", 128)
     line = kernels.linear_motion_kernel(config.local_motion.length_px[1], np.pi / 4)
     assert line.shape[0] // 2 <= config.margin_px("local_motion", 128)
-    assert config.margin_px("synth_global_motion", 128) > config.synth_global_motion.translation_px[1]
     with pytest.raises(ValueError, match="unknown task"):
         config.margin_px("rain", 128)
+
+
+@pytest.mark.parametrize("crop", [128, 256])
+def test_synth_global_motion_margin_holds_the_largest_warp(crop):
+    # The inner crop's corner moves by the camera path (at most the translation extent from
+    # the middle frame) plus half the rotation and zoom about the region's centre.
+    motion = SynthConfig().synth_global_motion
+    margin = SynthConfig().margin_px("synth_global_motion", crop)
+    side = crop + 2 * margin
+    corner = np.array([margin, margin, 1.0])
+    for sign in (-1.0, 1.0):
+        matrix = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), sign * motion.rotation_deg[1] / 2,
+                                         1.0 + sign * motion.zoom[1] / 2)
+        moved = float(np.hypot(*(matrix @ corner - corner[:2])))
+        assert moved + motion.translation_px[1] <= margin
+
+
+def test_synth_global_motion_frames_stay_a_pixel_apart_at_the_longest_path():
+    # Longer paths need more virtual frames, or the average shows separate copies (ghosts).
+    motion = SynthConfig().synth_global_motion
+    assert np.ceil(motion.translation_px[1] / motion.frame_step_px) + 1 <= motion.num_frames[1]

@@ -1,9 +1,11 @@
 """Parameter ranges of the synthetic blur models, as typed frozen dataclasses.
 
 Every `(low, high)` pair is a range that one value is drawn from uniformly per sample.
-Lengths and radii are in pixels of the image handed to `synthesize`, so they assume photographs
-of a few hundred pixels per side (like BSD, Urban100, Kodak); downscale larger photographs first.
-Intensities are in linear light, relative to white = 1.
+Lengths and radii are in pixels of the image handed to `synthesize` (training photographs of a
+few hundred pixels per side, like BSD, Urban100, Kodak). The model deblurs users' images at their
+own size, so the default ranges cover real blur measured in pixels of the real images as stored
+(GoPro 1280x720, LOLBlur 1120x640, CUHK 640 px): docs/synthetic-blur.md, "Real blur against the
+synthetic blur" (benchmarks/compare_real_blur.py). Intensities are in linear light, white = 1.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ class ShakeConfig:
 class GlobalMotionConfig:
     """`global_motion`: long hand-held exposure (RealBlur-like): one shake kernel, sensor noise, JPEG."""
 
-    shake: ShakeConfig = field(default_factory=ShakeConfig)
+    # Extent up to 20 px (was 13): real camera shake (RealBlur-J night frames, 667x760) has p90
+    # edge widths of 5.1-8.2 px, ~10-18 px of kernel length on the GoPro pairs' scale; 3-13 px
+    # synthetic shake gave kernels of 3.4-14.3 px (fitted) and widths of 4.9 px (median).
+    shake: ShakeConfig = field(default_factory=lambda: ShakeConfig(length_px=(3.0, 20.0)))
     shot_noise: Range = (0.0, 6e-4)  # Poisson gain: variance = shot_noise * signal (linear light)
     read_noise: Range = (0.0, 2e-3)  # Gaussian read-noise standard deviation (linear light)
     jpeg_quality: tuple[int, int] = (75, 95)  # PIL JPEG quality of the blurry image
@@ -56,7 +61,10 @@ class GlobalMotionConfig:
 class SynthGlobalMotionConfig:
     """`synth_global_motion`: GoPro-like averaging of a virtual high-frame-rate sequence."""
 
-    translation_px: Range = (5.0, 22.0)  # extent of the smooth camera path over the exposure
+    # Extent of the smooth camera path over the exposure; up to 32 px (was 22): kernels fitted on
+    # the real GoPro pairs (1280x720) are 9-21 px long (tiles up to 23 px), and 3 of the 14
+    # blurry-only GoPro frames have wider edges (p90 9.2-9.5 px) than the 20-px pair (8.9 px).
+    translation_px: Range = (5.0, 32.0)
     rotation_deg: Range = (0.0, 1.0)  # in-plane rotation over the exposure (either direction)
     zoom: Range = (0.0, 0.02)  # relative scale change over the exposure (in or out)
     frame_step_px: float = 1.0  # largest motion between two virtual frames (sets the frame count)
@@ -95,10 +103,20 @@ class LowLightConfig:
     """`low_light`: short dark exposure with shake and sensor noise (LOLBlur-like); the target
     is the normally exposed sharp photograph."""
 
-    exposure: Range = (0.02, 0.2)  # linear-light scale of the scene (1 = normal exposure)
-    shake: ShakeConfig = field(default_factory=lambda: ShakeConfig(length_px=(3.0, 12.0)))
-    full_well: Range = (1000.0, 8000.0)  # photo-electrons at white: fewer = more shot noise
-    read_noise: Range = (5e-4, 3e-3)  # Gaussian read-noise standard deviation (linear light)
+    # Linear-light scale of the scene (1 = normal exposure): 3 to 7.6 stops under (was 0.02-0.2).
+    # Real low-light shots have a mean luma of 0.024-0.156; 0.005 reaches the darkest (0.02
+    # gave >= 0.03), and above 0.125 a typical photograph's mean luma passes the brightest real
+    # one, into the 0.15-0.3 band of the dark but normally exposed scenes (`DarkSceneConfig`).
+    exposure: Range = (0.005, 0.125)
+    # Shake extent up to 24 px (was 12): real low-light images (1120x640) have p90 edge widths of
+    # 3.2-11.3 px (median 6.8) against 4.1 px (max 6.7) for 3-12 px synthetic shake.
+    shake: ShakeConfig = field(default_factory=lambda: ShakeConfig(length_px=(3.0, 24.0)))
+    # Photo-electrons at white (fewer = more shot noise) up to 1e5 (was 8000), Gaussian read
+    # noise (linear light) 1e-4-1.5e-3 (was 5e-4-3e-3): every real low-light image here is clean
+    # (noise sigma 0.2-1.0 / 255; cameras denoise), the old ranges gave 2.0-6.6 / 255. The noisy
+    # end stays (1000 electrons: ~5 / 255), so noise still tells many from dark scenes.
+    full_well: Range = (1000.0, 100000.0)
+    read_noise: Range = (1e-4, 1.5e-3)
 
     def __post_init__(self) -> None:
         _check_range("exposure", self.exposure, 0.0, 1.0)
@@ -111,7 +129,11 @@ class DefocusConfig:
     """`defocus`: disk (aperture) PSFs whose radius follows a layered synthetic depth map."""
 
     num_layers: tuple[int, int] = (3, 6)  # depth layers
-    max_radius_px: Range = (1.5, 6.0)  # disk radius of the layer farthest from the focal plane
+    # Disk radius of the layer farthest from the focal plane, up to 16 px (was 6): real defocus
+    # photographs (CUHK, 640 px) have p90 edge widths of 3.0-14.6 px (median 5.4), synthetic
+    # defocus of 1.5-6 px gave a median of 4.9 on photographs whose own median is 3.5; a
+    # uniform disk of 12-16 px gives 11.7-12.5.
+    max_radius_px: Range = (1.5, 16.0)
     correlation: Range = (0.25, 0.8)  # size of depth structures as a fraction of the image side
     tilt: Range = (0.0, 1.0)  # weight of a planar depth ramp (a ground plane) vs random structure
 
