@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from demoe.config import TASK_NAMES
+from demoe.evaluation.comparison import LAYOUTS
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "table in the layout of the paper's Table 1/2 (markdown, CSV, JSON) and the router study.",
     )
     evaluate.add_argument("--weights", default=None, help="model directory or bundled weights name (default: bundled)")
-    evaluate.add_argument("--manifest", required=True, nargs="+", help="manifest(s) (JSONL, see docs/datasets.md)")
+    evaluate.add_argument("--manifest", nargs="+", help="manifest(s) (JSONL, see docs/datasets.md); required unless --combine")
     evaluate.add_argument(
         "--task",
         default="auto",
@@ -48,10 +49,32 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the table, router study and per-image rows as JSON")
     evaluate.add_argument("--out", default=None, help="folder for per_image.jsonl, table.{md,csv,json}, router.json")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.add_argument(
+        "--cost", action="store_true",
+        help="also measure params, MACs and runtime at --cost-size on the eval device (Table 1's cost column; OUT/cost.json)",
+    )
+    evaluate.add_argument("--cost-size", type=int, default=256, help="square input side of the cost (default 256, the paper's)")
+    evaluate.add_argument("--cost-repeats", type=int, default=10, help="timed forward passes for the runtime (default 10)")
+    evaluate.add_argument(
+        "--layout", choices=LAYOUTS, default="table1",
+        help="table1: metrics per dataset (+ cost column); table7: cost and averages over the datasets",
+    )
+    evaluate.add_argument(
+        "--combine", nargs="+", metavar="EVAL_DIR",
+        help="no evaluation: put earlier `demoe eval --out` folders (one model each) into one table",
+    )
     evaluate.set_defaults(handler=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    if args.combine:
+        return _combine(args)
+    if not args.manifest:
+        print("demoe eval: --manifest is required (or --combine EVAL_DIR ...)", file=sys.stderr)
+        return 2
+    if args.cost and (args.cost_size < 1 or args.cost_repeats < 1):
+        print("demoe eval: --cost-size and --cost-repeats must be >= 1", file=sys.stderr)
+        return 2
     from demoe.distributed import cleanup_distributed
     from demoe.inference.sharding import start_ranks
 
@@ -145,16 +168,64 @@ def _evaluate(args: argparse.Namespace, ranks) -> int:
     )
     if result is None:  # a rank other than 0: rank 0 writes and prints the merged result
         return 0
+    costs = {}
+    if args.cost:
+        from demoe.evaluation.comparison import model_cost
+
+        for variant in variants:
+            if variant.kind != "input":
+                top_k = variant.top_k if variant.kind == "auto" else 1
+                costs[variant.label(args.name)] = model_cost(
+                    deblurrer.model, top_k, args.cost_size, args.cost_repeats, str(deblurrer.device)
+                )
     if args.out:
         result.write(args.out)
+        if costs:
+            from demoe.evaluation.comparison import write_costs
+
+            write_costs(args.out, costs)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        from demoe.evaluation.tables import to_markdown
+        from demoe.evaluation.comparison import render
+        from demoe.evaluation.tables import build_table
 
-        print(to_markdown(result.table()))
+        table = result.table()
+        if costs:
+            table = build_table(
+                [{**row, "dataset": row["group"]} for row in result.rows], methods=table.methods, costs=costs
+            )
+        print(render(table, args.layout))
         if result.router is not None:
             print(result.router["markdown"])
         if args.out:
             print(f"results written to {args.out}/")
+    return 0
+
+
+def _combine(args: argparse.Namespace) -> int:
+    from demoe.evaluation.comparison import combine_runs, render
+    from demoe.evaluation.tables import to_csv, to_json
+    from demoe.fileio import atomic_write
+
+    try:
+        table = combine_runs(args.combine)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"demoe eval: {error}", file=sys.stderr)
+        return 2
+    text = render(table, args.layout)
+    if args.out:
+        out = Path(args.out)
+        for name, content in (
+            (f"{args.layout}.md", text),
+            (f"{args.layout}.csv", to_csv(table)),
+            (f"{args.layout}.json", json.dumps(to_json(table), indent=2) + "\n"),
+        ):
+            atomic_write(out / name, lambda path, content=content: Path(path).write_text(content))
+    if args.json:
+        print(json.dumps(to_json(table), indent=2))
+    else:
+        print(text, end="")
+        if args.out:
+            print(f"tables written to {args.out}/")
     return 0

@@ -210,6 +210,40 @@ def to_markdown(table: ResultTable, highlight: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_markdown_averages(table: ResultTable, highlight: bool = True) -> str:
+    """Table 7's layout: one line per method, its cost (when known) and the mean over the
+    datasets of each metric every dataset has; best bold, second underlined."""
+    metrics = table.average_metrics or next(iter(table.metrics.values()), ())
+    averages = {}
+    for method in table.methods:
+        if table.average_metrics:
+            averages[method] = table.average(method) or {}
+        else:  # one dataset: its means
+            cell = table.cells.get((method, table.datasets[0])) if table.datasets else None
+            averages[method] = cell.means if cell else {}
+    header = ["Method", "Params (M)", "MACs (G)", "Runtime (ms)", *(METRICS[m].header for m in metrics)]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    ranks = {
+        metric: _ranks({m: averages[m].get(metric, math.nan) for m in table.methods}, METRICS[metric].higher_is_better)
+        for metric in metrics
+    }
+    for method in table.methods:
+        cost = table.costs.get(method)
+        line = [method, *(
+            (f"{cost.params / 1e6:.2f}", f"{cost.macs_g:.2f}", f"{cost.latency_ms:.1f}") if cost else ("-", "-", "-")
+        )]
+        for metric in metrics:
+            text = _format(metric, averages[method].get(metric))
+            rank = ranks[metric][method] if highlight and text != "-" else 0
+            if rank == 1 and len(table.methods) > 1:
+                text = f"**{text}**"
+            elif rank == 2 and len(table.methods) > 2:
+                text = f"<u>{text}</u>"
+            line.append(text)
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def to_csv(table: ResultTable) -> str:
     """One line per method; columns "<dataset>/<metric>", "<dataset>/count", "Average/<metric>"
     and, with costs, "params", "macs_g", "latency_ms". Full precision; empty = not evaluated."""
