@@ -289,3 +289,10 @@ def test_memory_does_not_grow_with_the_length(tmp_path, deblurrer):
         tracemalloc.stop()
     frame_bytes = 64 * 64 * 3
     assert peaks[1] < peaks[0] + 10 * frame_bytes, peaks  # 30 more frames held would add 30 frames
+
+
+def test_mbtree_gives_a_valid_video_too(tmp_path, model_dir, capsys):
+    clip = write_clip(tmp_path / "clip.mp4", scene_frames(12, 32, 48, seed=8), audio=False)
+    assert _deblur(model_dir, clip, "-o", tmp_path / "out", "--mbtree", "--crf", "23") == 0, capsys.readouterr().err
+    restored = read_clip(tmp_path / "out" / "clip_deblurred.mp4")
+    assert len(restored["frames"]) == 12 and restored["fps"] == 10

@@ -118,6 +118,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "--min-shot-frames", type=int, default=VideoOptions.min_shot_frames, metavar="N",
         help=f"shortest shot in frames (default {VideoOptions.min_shot_frames})",
     )
+    deblur.add_argument(
+        "--mbtree", action="store_true",
+        help="videos: libx264 macroblock-tree rate control (smaller files; outputs then differ from run to run)",
+    )
     deblur.add_argument("--quiet", action="store_true", help="print errors and the failure summary only")
     deblur.set_defaults(handler=run_deblur)
 
@@ -193,7 +197,9 @@ def run_deblur(args: argparse.Namespace) -> int:
         print("demoe deblur: --top-k must be >= 1", file=sys.stderr)
         return EXIT_USAGE
     try:
-        video = VideoOptions(crf=args.crf, cut_threshold=args.cut_threshold, min_shot_frames=args.min_shot_frames)
+        video = VideoOptions(
+            crf=args.crf, cut_threshold=args.cut_threshold, min_shot_frames=args.min_shot_frames, mbtree=args.mbtree
+        )
         ranks = start_ranks(args.device)
     except ValueError as error:
         print(f"demoe deblur: {error}", file=sys.stderr)

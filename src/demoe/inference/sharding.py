@@ -90,7 +90,7 @@ def deal(items: Sequence[T], context: DistributedContext, key: Callable[[T], Has
     >>> from demoe.distributed import DistributedContext
     >>> ranks = [DistributedContext(r, r, 2, torch.device("cpu")) for r in range(2)]
     >>> [deal(["a", "b", "A", "c"], rank, key=str.lower) for rank in ranks]
-    [['a', 'A'], ['b', 'c']]
+    [['a', 'A', 'c'], ['b']]
     """
     if not context.is_distributed:
         return list(items)

@@ -113,6 +113,7 @@ class VideoOptions:
     cut_threshold: float = 27.0  # ContentDetector score (0..255) above which a frame starts a shot
     min_shot_frames: int = 8  # a cut closer than this to the previous one is ignored (flashes)
     router_every: int = 8  # the router looks at every N-th frame of a shot (and its first)
+    mbtree: bool = False  # libx264 macroblock-tree: smaller files, but not byte-reproducible
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
@@ -451,10 +452,10 @@ def _encode(
     video_out.time_base = video_out.codec_context.time_base = time_base
     video_out.codec_context.framerate = analysis.fps  # libx264 derives its GOP settings from it
     video_out.codec_context.thread_count = max(1, torch.get_num_threads())
-    # mbtree off: with it, the libx264 of PyAV's wheels reads uninitialised memory and the same
-    # frames encode to different streams in different processes (docs/deblur.md); without it the
-    # output is byte-identical whatever process or rank made it.
-    video_out.options = {"crf": str(video.crf), "preset": video.preset, "x264-params": "mbtree=0"}
+    # mbtree off by default: with it, the libx264 of PyAV's wheels reads uninitialised memory and
+    # the same frames encode to different streams in different processes (docs/deblur.md);
+    # without it the output is byte-identical whatever process or rank made it.
+    video_out.options = {"crf": str(video.crf), "preset": video.preset, "x264-params": f"mbtree={int(video.mbtree)}"}
     if stream.sample_aspect_ratio:
         video_out.codec_context.sample_aspect_ratio = stream.sample_aspect_ratio
     if analysis.rotation:
@@ -500,6 +501,7 @@ def _encode(
             tile=options.tile,
             tile_overlap=options.tile_overlap,
             expert_weights=weights,
+            max_memory=options.max_memory,
         )
         restored = av.VideoFrame.from_ndarray(np.ascontiguousarray(result.image), format=layout.rgb_format)
         restored = restored.reformat(
