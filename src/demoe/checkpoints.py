@@ -124,14 +124,26 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def save_pretrained(model: DeblurUNet, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+def save_pretrained(
+    model: DeblurUNet,
+    directory: str | os.PathLike,
+    extra: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write `config.json` + `model.safetensors` atomically into `directory`.
 
     `extra` (JSON-serialisable) is stored beside the config under "extra" (e.g. training info).
+    `dtype` (e.g. torch.float16, half the file size): floating-point tensors are stored in it;
+    `load_model` upcasts them to the model's float32 parameters.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    state = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[name] = tensor.contiguous()
     config = {"format_version": FORMAT_VERSION, "model": model.config.to_dict()}
     if extra:
         config["extra"] = extra

@@ -264,15 +264,16 @@ def apply_override(values: dict[str, Any], override: str) -> None:
 def parse_config(values: dict[str, Any]) -> TrainConfig:
     """Plain nested dicts (as read from YAML) -> a validated TrainConfig."""
     config = _parse_dataclass(TrainConfig, values, "")
+    overrides = {name: _convert_model_override(name, value) for name, value in config.model.overrides.items()}
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, overrides=overrides))
     validate(config)
     return config
 
 
 def validate(config: TrainConfig) -> None:
-    """Cross-field checks; every error names the key to fix."""
-    config.model.overrides = {
-        name: _convert_model_override(name, value) for name, value in config.model.overrides.items()
-    }
+    """Cross-field checks (the config is not changed); every error names the key to fix."""
+    for name, value in config.model.overrides.items():
+        _convert_model_override(name, value)
     try:
         model_config = config.model_config()
     except ValueError as error:
