@@ -5,13 +5,12 @@ import pytest
 import torch
 
 from demoe.export import OnnxDeblurModel, export_onnx
-from test_networks import tiny_model
+from test_networks import _one_thread, tiny_model  # noqa: F401 (the autouse one-thread fixture)
 
 
 @pytest.mark.slow
 def test_fftformer_exports_to_onnx(tmp_path):
     name, task = "fftformer", "auto"
-    torch.set_num_threads(1)
     model = tiny_model(name).eval()
     path = export_onnx(model, tmp_path / f"{name}.onnx", task=task, size=(32, 32))
     runner = OnnxDeblurModel(path, threads=1)
