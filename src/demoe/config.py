@@ -59,6 +59,9 @@ class ModelConfig:
     fusion: Fusion = "sum"  # how a MoE block combines experts: Eq. 2, Eq. 7 or Eq. 8
     top_k: int = 1  # experts used per image at inference when the caller gives no top_k
     task_names: tuple[str, ...] = TASK_NAMES  # router class i / expert i = task_names[i]
+    # Side in pixels of the square crops the weights were trained on (the paper: 384); sizes the
+    # window of TLC, the test-time local converter (1.5 x this); 0 = not recorded (no TLC).
+    train_crop: int = 0
     architecture: Architecture = "demoe"  # network family (see `Architecture`)
     # Block the MoE experts are made of; in a dense baseline (num_experts 0) the last block of
     # the middle stage and of every decoder level: the block stage 2 copies into the experts
@@ -111,6 +114,8 @@ class ModelConfig:
             )
         if self.fusion not in ("sum", "residual", "attention"):
             raise ValueError(f"fusion must be 'sum', 'residual' or 'attention', got {self.fusion!r}")
+        if self.train_crop < 0:
+            raise ValueError(f"train_crop must be >= 0 (0 = not recorded), got {self.train_crop}")
         self._check_architecture()
 
     def _check_architecture(self) -> None:

@@ -9,6 +9,10 @@ Legend: B batch, E experts (= blur classes), C channels, H/W image height/width.
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -17,7 +21,7 @@ from demoe.config import ModelConfig
 from demoe.nn.blocks import expert_block
 from demoe.nn.dense import DenseDeblurNet
 from demoe.nn.fftformer import FFTformer
-from demoe.nn.layers import NAFBlock
+from demoe.nn.layers import LocalStatistics, NAFBlock, StatisticsSource, channel_statistics
 from demoe.nn.moe import ExpertGroup, MoEBlock, RoutingPlan, make_plan, top_k_weights
 from demoe.nn.output import DeblurOutput  # re-exported: demoe.model.DeblurOutput
 from demoe.nn.promptir import PromptIR
@@ -26,17 +30,54 @@ from demoe.nn.router import BlurRouter
 from demoe.nn.sfhformer import SFHformer
 
 Task = str | torch.Tensor
+# How input sides are padded to the size multiple: "zeros" (as the authors' release) or
+# "replicate" (border pixels repeated).
+Padding = Literal["zeros", "replicate"]
+PADDINGS: tuple[str, ...] = ("zeros", "replicate")
+# TLC's window as a multiple of the training crop side (NAFNet's NAFNetLocal: base_size =
+# 1.5 x train_size).
+TLC_WINDOW_FACTOR = 1.5
+
+
+@dataclass
+class EncoderOutput:
+    """The encoder's result for x (B, 3, H, W).
+
+    padded: (B, 3, H', W') x padded right/bottom to multiples of the size multiple.
+    skips: per level, shallowest first, (B, C * 2**l, H' / 2**l, W' / 2**l) skip features.
+    bottleneck: (B, C * 2**L, H' / 2**L, W' / 2**L), the router's and the middle stage's input.
+    """
+
+    padded: torch.Tensor
+    skips: list[torch.Tensor]
+    bottleneck: torch.Tensor
+
+
+@dataclass
+class RouterOutput:
+    """logits: (B, E) the router's logits; probs: (B, E) their softmax (in training mode with
+    Gaussian noise of std `router_noise_std` added to the logits first)."""
+
+    logits: torch.Tensor
+    probs: torch.Tensor
 
 
 class DeblurUNet(nn.Module):
     """NAFNet U-Net with optional blur router and MoE decoder (the DeMoE architecture).
 
-    Call: `model(x, task="auto", top_k=None)` with x (B, 3, H, W), float in [0, 1], any H, W
-    (zero-padded right/bottom to a multiple of 2**levels, cropped back). Output image = network(x)
-    + x. `task` is "auto" (router decides), a task name (that expert for every image), or a
-    (B, E) weight tensor. `top_k` (1..E) applies to "auto" and weight tensors; None = the config's
-    top_k for "auto" at inference, the given weights as they are for tensors. In training mode
-    "auto" mixes all experts densely with the softmax weights (paper Eq. 2).
+    Call: `model(x, task="auto", top_k=None, padding="zeros", tlc=False)` with x (B, 3, H, W),
+    float in [0, 1], any H, W (padded right/bottom to a multiple of 2**levels, cropped back).
+    Output image = network(x) + x. `task` is "auto" (router decides), a task name (that expert
+    for every image), or a (B, E) weight tensor. `top_k` (1..E) applies to "auto" and weight
+    tensors; None = the config's top_k for "auto" at inference, the given weights as they are for
+    tensors. In training mode "auto" mixes all experts densely with the softmax weights (paper
+    Eq. 2). `tlc=True` gives every NAFBlock's channel attention local statistics over a window of
+    1.5 x `config.train_crop` pixels (TLC, see `demoe.nn.layers`) instead of global ones;
+    `statistics` gives it other means (recorded ones, e.g. of the whole image for one of its
+    tiles; see `demoe.nn.layers`).
+
+    One encoder and router path serves every caller: `route(encode(x).bottleneck)` computes what
+    the forward pass computes before its decoder (the same router probabilities).
 
     Example:
         >>> from demoe import create_model
@@ -98,32 +139,91 @@ class DeblurUNet(nn.Module):
     def task_names(self) -> tuple[str, ...]:
         return self.config.task_names
 
+    @property
+    def tlc_window(self) -> int:
+        """TLC's window side in input pixels: 1.5 x the training crop (`config.train_crop`)."""
+        if not self.config.train_crop:
+            raise ValueError(
+                "TLC needs the side of the training crops to size its window, and this model's "
+                "config does not record it: add train_crop to the model's config.json (e.g. "
+                '"train_crop": 384 for training crops of 384 x 384 pixels)'
+            )
+        return round(TLC_WINDOW_FACTOR * self.config.train_crop)
+
+    def encode(self, x: torch.Tensor, padding: Padding = "zeros", tlc: bool = False) -> EncoderOutput:
+        """Pad, intro conv, encoder levels and downsamplings: (B, 3, H, W) in [0, 1] -> `EncoderOutput`."""
+        self._check_input(x, padding)
+        with self._statistics(x, tlc):
+            return self._encode(x, padding)
+
+    def route(self, bottleneck: torch.Tensor) -> RouterOutput:
+        """The router head on bottleneck features (B, C_b, h, w) -> `RouterOutput`, (B, E) each."""
+        if self.router is None:
+            raise ValueError("this model has no router (config.router is False)")
+        logits = self.router(bottleneck)  # (B, E)
+        noisy = logits
+        if self.training and self.config.router_noise_std > 0:
+            noisy = logits + torch.randn_like(logits) * self.config.router_noise_std
+        return RouterOutput(logits=logits, probs=torch.softmax(noisy, dim=1))
+
     def forward(
-        self, x: torch.Tensor, task: Task = "auto", top_k: int | None = None
+        self,
+        x: torch.Tensor,
+        task: Task = "auto",
+        top_k: int | None = None,
+        padding: Padding = "zeros",
+        tlc: bool = False,
+        statistics: StatisticsSource | None = None,
     ) -> DeblurOutput:
+        self._check_input(x, padding)
+        if tlc and statistics is not None:
+            raise ValueError("give tlc=True or statistics, not both: TLC is a source of statistics")
+        with self._statistics(x, tlc) if statistics is None else channel_statistics(statistics):
+            return self._forward(x, task, top_k, padding)
+
+    def _check_input(self, x: torch.Tensor, padding: str) -> None:
         if x.ndim != 4 or x.shape[1] != self.config.image_channels:
             raise ValueError(
                 f"expected x of shape (B, {self.config.image_channels}, H, W), got {tuple(x.shape)}"
             )
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+
+    def _statistics(self, x: torch.Tensor, tlc: bool):
+        """The channel statistics of one call: TLC's local windows, or the global means."""
+        if not tlc:
+            return contextlib.nullcontext()
+        multiple = self.config.size_multiple
+        height, width = x.shape[-2:]
+        return channel_statistics(
+            LocalStatistics(self.tlc_window, height + -height % multiple, width + -width % multiple)
+        )
+
+    def _encode(self, x: torch.Tensor, padding: Padding) -> EncoderOutput:
         height, width = x.shape[-2:]
         multiple = self.config.size_multiple
-        padded = F.pad(x, (0, -width % multiple, 0, -height % multiple))
-
+        pads = (0, -width % multiple, 0, -height % multiple)
+        if padding == "replicate" and any(pads):
+            padded = F.pad(x, pads, mode="replicate")
+        else:
+            padded = F.pad(x, pads)
         features = self.intro(padded)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
             features = encoder(features)
             skips.append(features)
             features = down(features)
+        return EncoderOutput(padded=padded, skips=skips, bottleneck=features)
+
+    def _forward(self, x: torch.Tensor, task: Task, top_k: int | None, padding: Padding) -> DeblurOutput:
+        height, width = x.shape[-2:]
+        encoded = self._encode(x, padding)
+        features, skips, padded = encoded.bottleneck, encoded.skips, encoded.padded
 
         router_logits = router_probs = None
         if self.router is not None:
-            router_logits = self.router(features)  # (B, E)
-            if self.training and self.config.router_noise_std > 0:
-                noise = torch.randn_like(router_logits) * self.config.router_noise_std
-                router_probs = torch.softmax(router_logits + noise, dim=1)
-            else:
-                router_probs = torch.softmax(router_logits, dim=1)
+            routed = self.route(features)
+            router_logits, router_probs = routed.logits, routed.probs  # (B, E)
 
         expert_weights = routing = None
         if self.config.is_moe:

@@ -152,23 +152,27 @@ def test_every_tile_uses_the_one_decision_taken_on_a_downscaled_view():
     router_inputs = []
     forward = DeblurUNet.forward
 
-    def spy(self, x, task="auto", top_k=None):
-        calls.append((tuple(x.shape), task.clone() if isinstance(task, torch.Tensor) else task))
-        return forward(self, x, task, top_k)
+    def spy(self, x, task="auto", top_k=None, **options):
+        calls.append((tuple(x.shape), task.clone() if isinstance(task, torch.Tensor) else task, options))
+        return forward(self, x, task, top_k, **options)
 
     model.forward = spy.__get__(model)
     model.router.register_forward_pre_hook(lambda module, args: router_inputs.append(tuple(args[0].shape)))
     deblurrer = Deblurrer(model, device="cpu")
     result = deblurrer.restore(photo(60, 90, 3), top_k=2, tile=32, tile_overlap=8)
-    assert result.tiles == len(calls) - 1 > 1
-    view_shape, view_task = calls[0]
-    # the router saw a downscaled view of at most tile**2 pixels (plus padding to a multiple of 4)
-    assert (view_shape[2] - 3) * (view_shape[3] - 3) <= 32 * 32 < view_shape[2] * view_shape[3] * 4
-    assert view_task == "auto"
-    tile_tasks = [task for _, task in calls[1:]]
+    # The router pass (encoder + router only) saw a downscaled view of at most tile**2 pixels:
+    # its bottleneck is that view at 1/4 (padded to a multiple of 4).
+    view_rows, view_cols = router_inputs[0][2] * 4, router_inputs[0][3] * 4
+    assert (view_rows - 3) * (view_cols - 3) <= 32 * 32 < 60 * 90
+    # Then the decoder ran with one decision only: the view (recording the channel statistics),
+    # every tile summing them, every tile restored with them.
+    assert len(calls) == 1 + 2 * result.tiles and result.tiles > 1
+    assert [type(c[2]["statistics"]).__name__ for c in calls] == (
+        ["StatisticsRecorder"] + ["StatisticsAccumulator"] * result.tiles + ["RecordedStatistics"] * result.tiles
+    )
+    tile_tasks = [task for _, task, _ in calls]
     assert all(isinstance(t, torch.Tensor) and torch.equal(t, tile_tasks[0]) for t in tile_tasks)
     assert int((tile_tasks[0] > 0).sum()) == 2  # top-2 decided once
-    assert len(router_inputs) == len(calls)  # (the router also runs inside each tile's pass)
     assert result.experts_used == [TASK_NAMES[i] for i in torch.argsort(tile_tasks[0][0], descending=True)[:2]]
 
 
@@ -216,8 +220,8 @@ def test_half_precision_needs_a_gpu():
 class _NaNUnderAutocast(DeblurUNet):
     """A model that overflows in reduced precision (what fp16 can do to a real network)."""
 
-    def forward(self, x, task="auto", top_k=None):
-        output = super().forward(x, task, top_k)
+    def forward(self, x, task="auto", top_k=None, **options):
+        output = super().forward(x, task, top_k, **options)
         if torch.is_autocast_enabled("cpu"):
             output.image = output.image * float("nan")
         return output

@@ -3,7 +3,10 @@
 The paper embeds CLIP features of the encoder output; demoe embeds the encoder's bottleneck
 features themselves, globally average pooled to one C-vector per image (no CLIP, which would be
 a download). Images are read from a manifest and downscaled so that their longer side is at
-most `max_side` (the encoder's cost grows with the pixel count).
+most `max_side` (the encoder's cost grows with the pixel count), by the router's one downscaling
+policy (`demoe.inference.pipeline.router_view`); encoder and router are the model's own
+(`model.encode`, `model.route`), so `max_side=0` gives the probabilities of `demoe classify`
+and of `model(x)`.
 """
 
 from __future__ import annotations
@@ -13,49 +16,33 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from demoe.data.manifest import PairRecord
-from demoe.imageio import read_rgb_float
+from demoe.imageio import as_rgb, read_array, to_float
+from demoe.inference.pipeline import router_view
 from demoe.model import DeblurUNet
 
 
 def bottleneck_features(model: DeblurUNet, x: torch.Tensor) -> torch.Tensor:
-    """The encoder's output (the router's input) for images x.
+    """The encoder's output (the router's input) for images x: `model.encode(x).bottleneck`.
 
-    Runs exactly the model's own encoder path: pad to a multiple of 2**levels, intro, encoder
-    levels and downsamplings. Shape: (B, 3, H, W) in [0, 1] -> (B, C_bottleneck, H', W').
+    Shape: (B, 3, H, W) in [0, 1] -> (B, C_bottleneck, H', W').
     """
-    if x.ndim != 4 or x.shape[1] != model.config.image_channels:
-        raise ValueError(f"expected x of shape (B, {model.config.image_channels}, H, W), got {tuple(x.shape)}")
-    multiple = model.config.size_multiple
-    height, width = x.shape[-2:]
-    features = model.intro(F.pad(x, (0, -width % multiple, 0, -height % multiple)))
-    for encoder, down in zip(model.encoders, model.downs):
-        features = down(encoder(features))
-    return features
+    return model.encode(x).bottleneck
 
 
 def router_probs_from_features(model: DeblurUNet, features: torch.Tensor) -> torch.Tensor:
     """The router's softmax (B, E) for bottleneck features (B, C, H', W'); model in eval mode."""
-    if model.router is None:
-        raise ValueError("this model has no router (config.router is False)")
-    return torch.softmax(model.router(features), dim=1)
+    return model.route(features).probs
 
 
 def load_image_tensor(path: str, max_side: int = 0) -> torch.Tensor:
-    """An image file as a (1, 3, H, W) float tensor in [0, 1], downscaled (antialiased bilinear)
+    """An image file as a (1, 3, H, W) float tensor in [0, 1], area-downscaled (`router_view`)
     so that max(H, W) <= max_side; max_side 0 keeps the full resolution."""
     if max_side < 0:
         raise ValueError(f"max_side must be >= 0, got {max_side}")
-    image = torch.from_numpy(read_rgb_float(path)).permute(2, 0, 1)[None]  # (1, 3, H, W)
-    height, width = image.shape[-2:]
-    if max_side and max(height, width) > max_side:
-        scale = max_side / max(height, width)
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        image = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
-        image = image.clamp(0.0, 1.0)
-    return image
+    pixels = router_view(as_rgb(read_array(path)), max_side=max_side)  # (H, W, 3), file dtype
+    return torch.from_numpy(to_float(pixels)).permute(2, 0, 1)[None]  # (1, 3, H, W)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         choices=["auto", "manual", *TASK_NAMES],
         help="auto: the router chooses; manual: each image's own expert (the paper's †); a task name: that expert",
     )
-    evaluate.add_argument("--top-k", type=int, nargs="+", default=[1], help="experts per image for auto, e.g. 1 2 3 4 5")
+    evaluate.add_argument(
+        "--top-k", type=int, nargs="+", default=None,
+        help="experts per image for auto, e.g. 1 2 3 4 5 (default: the model's own top_k)",
+    )
     evaluate.add_argument("--manual", action="store_true", help="also run the † variant (each image's own expert)")
     evaluate.add_argument("--input-metrics", action="store_true", help="also score the blurry input itself")
     evaluate.add_argument("--split", default="test", help="manifest split to run (default test; 'all' = every record)")
@@ -36,6 +39,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--name", default="DeMoE", help="method name in the table (default DeMoE)")
     evaluate.add_argument("--tile", type=int, default=0, help="tile size for big images (0 = whole image)")
     evaluate.add_argument("--tile-overlap", type=int, default=32)
+    evaluate.add_argument(
+        "--tlc", action="store_true",
+        help="TLC: local channel statistics over 1.5x the model's training crop (needs train_crop in its config)",
+    )
     evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     evaluate.add_argument("--lpips", choices=["alex", "vgg"], default=None, help="also compute LPIPS with this backbone")
     evaluate.add_argument("--lpips-backbone", default=None, help="backbone weights file for LPIPS (never downloaded)")
@@ -107,15 +114,20 @@ def _evaluate(args: argparse.Namespace, ranks) -> int:
         except (FileNotFoundError, ValueError) as error:
             print(f"demoe eval: {error}", file=sys.stderr)
             return 2
+    config = deblurrer.model.config
+    top_ks = args.top_k if args.top_k is not None else [config.top_k if config.is_moe else 1]
+    if args.tlc and not config.train_crop:
+        print("demoe eval: --tlc needs the model's training crop size (train_crop in its config.json)", file=sys.stderr)
+        return 2
     records = filter_records(records, None if args.split == "all" else args.split, args.limit)
     if not records:
         print(f"demoe eval: no records of split {args.split!r} in {', '.join(args.manifest)}", file=sys.stderr)
         return 2
-    if not deblurrer.model.config.is_moe and (args.task != "auto" or args.manual or args.top_k != [1]):
+    if not config.is_moe and (args.task != "auto" or args.manual or top_ks != [1]):
         print("demoe eval: this model has no experts: use --task auto --top-k 1", file=sys.stderr)
         return 2
     experts = deblurrer.model.config.num_experts or 1
-    if any(not 1 <= k <= experts for k in args.top_k):
+    if any(not 1 <= k <= experts for k in top_ks):
         print(f"demoe eval: --top-k values must be in 1..{experts}", file=sys.stderr)
         return 2
     extra = None
@@ -138,7 +150,7 @@ def _evaluate(args: argparse.Namespace, ranks) -> int:
     for metric, why in skipped.items():
         print(f"demoe eval: {metric.upper()} skipped: {why}", file=sys.stderr)
 
-    variants = variants_from_options(args.task, args.top_k, args.manual, args.input_metrics)
+    variants = variants_from_options(args.task, top_ks, args.manual, args.input_metrics)
     save_dir = None
     if args.save_images:
         if args.out is None:
@@ -165,6 +177,7 @@ def _evaluate(args: argparse.Namespace, ranks) -> int:
         extra_metrics=extra,
         progress=not (args.quiet or args.json),
         save_dir=save_dir,
+        tlc=args.tlc,
     )
     if result is None:  # a rank other than 0: rank 0 writes and prints the merged result
         return 0

@@ -131,8 +131,11 @@ def run_benchmark(
     extra_metrics: Callable[[np.ndarray, np.ndarray | None], dict] | None = None,
     progress: bool = True,
     save_dir: str | os.PathLike | None = None,
+    tlc: bool = False,
 ) -> BenchmarkResult:
     """Restore and score every record under every variant.
+
+    tlc: restore (and route) with TLC, local channel statistics (`Deblurrer.restore(tlc=True)`).
 
     no_reference: score blurry-only records (sharp None) with these no-reference metrics
         (True: NIQE only; False: not at all).
@@ -157,7 +160,7 @@ def run_benchmark(
         name = Path(record.blurry).stem
         probs = None
         if has_router:
-            probs = deblurrer.classify(blurry)
+            probs = deblurrer.classify(blurry, tlc=tlc)
             router_probs.append([probs[t] for t in deblurrer.task_names])
             router_labels.append(record.label)
             router_groups.append(group)
@@ -167,7 +170,12 @@ def run_benchmark(
                 restored, experts = blurry, []
             else:
                 result = deblurrer.restore(
-                    blurry, task=variant.task_for(record), top_k=variant.top_k, tile=tile, tile_overlap=tile_overlap
+                    blurry,
+                    task=variant.task_for(record),
+                    top_k=variant.top_k,
+                    tile=tile,
+                    tile_overlap=tile_overlap,
+                    tlc=tlc,
                 )
                 restored, experts = result.image, result.experts_used
             seconds = time.perf_counter() - start

@@ -6,18 +6,26 @@ uint8 / uint16 / float in [0, 1]. Gray images are restored as RGB and converted 
 601 luma, as Pillow's convert("L")); alpha is passed through untouched; the output is clamped to
 [0, 1] before it is quantised back to the input's bit depth.
 
-Routing is decided once per image. Whole-image processing (tile=0) takes the router's decision
-from the same forward pass. Tiled processing first runs the encoder and router on the whole
-image, or on an area-downscaled view of at most `router_max_pixels` (default tile * tile) pixels,
-turns the probabilities into a (1, E) expert-weight tensor, and calls the model with that tensor
-on every tile, so every tile uses the same experts. Tiles are blended with a raised-cosine window
-(`demoe.inference.tiling`); model memory is bounded by the tile size.
+Routing is decided once per image, by the model's own encoder and router (`model.encode`,
+`model.route`: the path of its forward pass, with its padding). Whole-image processing (tile=0)
+takes the router's decision from the same forward pass. Tiled processing first runs the encoder
+and router on the whole image, or on the area-downscaled `router_view` of at most
+`router_max_pixels` (default tile * tile) pixels, turns the probabilities into a (1, E)
+expert-weight tensor, and calls the model with that tensor on every tile, so every tile uses the
+same experts. The channel attention of every NAFBlock in every tile uses the channel means of
+the whole image, not the tile's own (a tile of a dark photograph alone is restored otherwise):
+they are recorded on the router's view and refined by one pass over the tiles, each summing the
+part of the image it stands for (`RecordedStatistics`, `StatisticsAccumulator` in
+`demoe.nn.layers`). Tiles are blended with a raised-cosine window (`demoe.inference.tiling`);
+model memory is bounded by the tile size. `tlc=True` runs the model with TLC (local channel
+statistics) instead, in the router pass, on the whole image and on every tile alike.
 
 This module imports the model and checkpoint code only, never the training stack.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -29,15 +37,21 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from torch.nn import functional as F
 
 from demoe.checkpoints import load_model
 from demoe.imageio import to_float
 from demoe.imageio import pil_from_pixels, pixels_from_pil
 from demoe.inference.memory import MemoryPlan, memory_budget, plan_restoration
-from demoe.inference.tiling import TileBlender, tile_grid
+from demoe.inference.tiling import TileBlender, core_spans, tile_grid, tile_spans
 from demoe.model import DeblurUNet
 from demoe.nn.dense import DenseDeblurNet
+from demoe.nn.layers import (
+    RecordedStatistics,
+    Region,
+    StatisticsAccumulator,
+    StatisticsRecorder,
+    StatisticsSource,
+)
 from demoe.nn.moe import top_k_weights
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -104,48 +118,35 @@ def entropy_nats(probs: np.ndarray) -> float:
     return float(-(positive * np.log(positive)).sum())
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Replicate-pad (B, C, H, W) right and bottom to multiples of `multiple`.
-
-    The model itself would zero-pad; zeros are far outside the image statistics and their effect
-    spreads through the network (and differs between a whole image and its tiles), while
-    replicated border pixels look like the image. Works for any size, 1x1 included.
-    """
-    height, width = x.shape[-2:]
-    pad_bottom, pad_right = -height % multiple, -width % multiple
-    if pad_bottom == 0 and pad_right == 0:
-        return x
-    return F.pad(x, (0, pad_right, 0, pad_bottom), mode="replicate")
-
-
-class _RouterDone(Exception):
-    """Carries the router's logits out of a forward pass stopped right after the router."""
-
-    def __init__(self, logits: torch.Tensor) -> None:
-        super().__init__()
-        self.logits = logits
-
-
-def router_probabilities(model: DeblurUNet, x: torch.Tensor) -> torch.Tensor:
-    """The router's softmax (B, E) for x (B, 3, H, W) in [0, 1], running only the encoder.
-
-    A forward hook on `model.router` stops the pass once the router has spoken, so the
-    decoder and its experts never run.
-    """
-    if model.router is None:
+def router_probabilities(model: DeblurUNet, x: torch.Tensor, tlc: bool = False) -> torch.Tensor:
+    """The router's softmax (B, E) for x (B, 3, H, W) in [0, 1]: the model's encoder and router
+    (`model.encode`, `model.route`) without the decoder; the probabilities of `model(x)`."""
+    if getattr(model, "router", None) is None:
         raise ValueError("this model has no router: it cannot classify blur")
+    return model.route(model.encode(x, tlc=tlc).bottleneck).probs.float()
 
-    def stop(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        raise _RouterDone(output)
 
-    handle = model.router.register_forward_hook(stop)
-    try:
-        model(x)
-    except _RouterDone as done:
-        return torch.softmax(done.logits.float(), dim=1)
-    finally:
-        handle.remove()
-    raise RuntimeError("the model's forward pass did not call its router")
+def router_view(pixels: np.ndarray, max_pixels: int | None = None, max_side: int | None = None) -> np.ndarray:
+    """The image the router looks at: pixels (H, W[, C]) area-downscaled (OpenCV INTER_AREA) to
+    at most `max_pixels` pixels and a longer side of at most `max_side` (None or 0 = no limit);
+    the image itself (not a copy) when it fits. The one downscaling policy of `classify`, the
+    router pass of tiled restoration and the analyses (`demoe analyze router --max-side`).
+
+    >>> router_view(np.zeros((300, 400, 3), np.uint8), max_side=200).shape
+    (150, 200, 3)
+    """
+    height, width = pixels.shape[:2]
+    scale = 1.0
+    if max_pixels:
+        scale = min(scale, math.sqrt(max_pixels / (height * width)))
+    if max_side:
+        scale = min(scale, max_side / max(height, width))
+    if scale >= 1.0:
+        return pixels
+    # The tolerance keeps e.g. 1024 / 1500 * 1500 at 1024, not 1023.
+    size = (max(1, math.floor(width * scale + 1e-6)), max(1, math.floor(height * scale + 1e-6)))  # (w, h)
+    resized = cv2.resize(np.ascontiguousarray(pixels), size, interpolation=cv2.INTER_AREA)
+    return resized[:, :, None] if resized.ndim == 2 else resized
 
 
 @dataclass(frozen=True)
@@ -225,17 +226,6 @@ def _rgb_tensor(color: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(values).permute(2, 0, 1).unsqueeze(0).to(device)
 
 
-def _downscaled(color: np.ndarray, max_pixels: int) -> np.ndarray:
-    """Area-downscaled copy with at most max_pixels pixels (the image itself if it fits)."""
-    height, width = color.shape[:2]
-    if height * width <= max_pixels:
-        return color
-    scale = math.sqrt(max_pixels / (height * width))
-    size = (max(1, int(width * scale)), max(1, int(height * scale)))  # cv2 wants (w, h)
-    resized = cv2.resize(np.ascontiguousarray(color), size, interpolation=cv2.INTER_AREA)
-    return resized[:, :, None] if resized.ndim == 2 else resized
-
-
 @dataclass(frozen=True)
 class _Pass:
     image: torch.Tensor  # (1, 3, h, w) float32, not clamped
@@ -248,7 +238,8 @@ class Deblurrer:
     """A loaded deblurring model, for restoring many images.
 
     weights: None (the bundled default weights), a model directory, the name of bundled
-        weights, or a `DeblurUNet` instance.
+        weights, or a `DeblurUNet` instance, which is copied: the caller's model stays as it was
+        (device, train/eval mode, memory format).
     device: "auto" (cuda, else mps, else cpu), "cpu", "cuda" or "mps".
     precision: "fp32", or "fp16" / "bf16" (autocast; GPU only). A half-precision result holding
         NaN or inf is recomputed in fp32.
@@ -276,7 +267,7 @@ class Deblurrer:
             )
         self.precision = precision
         if isinstance(weights, (DeblurUNet, DenseDeblurNet)):
-            model = weights
+            model = copy.deepcopy(weights)
         elif isinstance(weights, torch.nn.Module):
             raise TypeError(f"expected a demoe network (DeblurUNet or a comparison network), got {type(weights).__name__}")
         else:
@@ -300,11 +291,13 @@ class Deblurrer:
             device_type=self.device.type, dtype=PRECISION_DTYPES[self.precision], enabled=enabled
         )
 
-    def _forward(self, x: torch.Tensor, task, top_k: int | None) -> "_Pass":
+    def _forward(
+        self, x: torch.Tensor, task, top_k: int | None, tlc: bool, statistics: RecordedStatistics | None = None
+    ) -> "_Pass":
         """One model call at the chosen precision; a non-finite half-precision result is redone in fp32."""
         half = self.precision != "fp32"
         with torch.inference_mode(), self._autocast(half):
-            output = self._call(x, task, top_k)
+            output = self._call(x, task, top_k, tlc, statistics)
         finite = bool(torch.isfinite(output.image).all()) and (
             output.router_probs is None or bool(torch.isfinite(output.router_probs).all())
         )
@@ -313,7 +306,7 @@ class Deblurrer:
             if not half:
                 raise RuntimeError("the model produced NaN or infinite values in fp32")
             with torch.inference_mode(), self._autocast(False):
-                output = self._call(x, task, top_k)
+                output = self._call(x, task, top_k, tlc, statistics)
             redone = True
         probs = None
         if output.router_probs is not None:
@@ -321,35 +314,88 @@ class Deblurrer:
         weights = None if output.expert_weights is None else output.expert_weights.float().cpu()
         return _Pass(output.image.float(), probs, weights, redone)
 
-    def _call(self, x: torch.Tensor, task, top_k: int | None):
-        height, width = x.shape[-2:]
-        padded = pad_to_multiple(x, self.model.config.size_multiple)
+    def _call(self, x: torch.Tensor, task, top_k: int | None, tlc: bool, statistics: StatisticsSource | None = None):
+        options = {}
+        if tlc:
+            options["tlc"] = True
+        if statistics is not None:
+            options["statistics"] = statistics
         if not self.model.config.is_moe:
-            output = self.model(padded)
-        else:
-            output = self.model(padded, task=task, top_k=top_k)
-        output.image = output.image[..., :height, :width]
-        return output
+            return self.model(x, **options)
+        return self.model(x, task=task, top_k=top_k, **options)
 
-    def _router_probs(self, color: np.ndarray, max_pixels: int) -> np.ndarray | None:
-        """Router probabilities (E,) of the whole image, or of a downscaled view beyond max_pixels."""
-        if self.model.router is None:
+    def _router_probs(self, color: np.ndarray, max_pixels: int | None, tlc: bool) -> np.ndarray | None:
+        """Router probabilities (E,) of the whole image, or of its `router_view` beyond max_pixels."""
+        if not self.model.config.router:
             return None
-        view = pad_to_multiple(_rgb_tensor(_downscaled(color, max_pixels), self.device), self.model.config.size_multiple)
+        view = _rgb_tensor(router_view(color, max_pixels), self.device)
         with torch.inference_mode(), self._autocast(self.precision != "fp32"):
-            probs = router_probabilities(self.model, view)
+            probs = router_probabilities(self.model, view, tlc)
         if not bool(torch.isfinite(probs).all()):
             with torch.inference_mode():
-                probs = router_probabilities(self.model, view)
+                probs = router_probabilities(self.model, view, tlc)
         return probs[0].cpu().numpy().astype(np.float64)
+
+    def _image_statistics(
+        self, color: np.ndarray, routing, tile: int, tile_overlap: int, view_pixels: int
+    ) -> RecordedStatistics | None:
+        """The channel means every NAFBlock's attention sees on the whole image, within the
+        memory of one tile: recorded on the router's view (at most view_pixels pixels), then
+        refined by one pass over the tiles, run with the view's means, each tile summing the
+        part of the image it stands for (its core; the rest of the tile is context). None for
+        networks without NAFBlocks. Recomputed in fp32 if half precision overflowed."""
+        if not isinstance(self.model, DeblurUNet):
+            return None
+        half = self.precision != "fp32"
+        statistics = self._image_statistics_at(color, routing, tile, tile_overlap, view_pixels, half)
+        if half and not all(bool(torch.isfinite(means).all()) for means in statistics.means.values()):
+            statistics = self._image_statistics_at(color, routing, tile, tile_overlap, view_pixels, False)
+        return statistics
+
+    def _image_statistics_at(
+        self, color: np.ndarray, routing, tile: int, tile_overlap: int, view_pixels: int, half: bool
+    ) -> RecordedStatistics:
+        height, width = color.shape[:2]
+        multiple = self.model.config.size_multiple
+        recorder = StatisticsRecorder()
+        with torch.inference_mode(), self._autocast(half):
+            self._call(_rgb_tensor(router_view(color, view_pixels), self.device), routing, None, False, recorder)
+            # The view's means are close to the whole image's, not equal (a downscaled image has
+            # other statistics); one pass over the tiles with them gives the first layer's means
+            # exactly and every later layer's nearly so (measured in docs/deblur.md).
+            accumulator = StatisticsAccumulator(recorder.statistics)
+            row_spans = tile_spans(height, tile, tile_overlap, multiple)
+            col_spans = tile_spans(width, tile, tile_overlap, multiple)
+            row_cores = dict(zip(row_spans, core_spans(row_spans, multiple)))
+            col_cores = dict(zip(col_spans, core_spans(col_spans, multiple)))
+            for region in tile_grid(height, width, tile, tile_overlap, align=multiple):
+                input_height = region.height + -region.height % multiple  # what the model pads to
+                input_width = region.width + -region.width % multiple
+                top, bottom = row_cores[(region.top, region.bottom)]
+                left, right = col_cores[(region.left, region.right)]
+                # The image's last core reaches into the padding: the whole image pads there too.
+                accumulator.region = Region(
+                    top - region.top,
+                    input_height if bottom == height else bottom - region.top,
+                    left - region.left,
+                    input_width if right == width else right - region.left,
+                    input_height,
+                    input_width,
+                )
+                pixels = color[region.top : region.bottom, region.left : region.right]
+                self._call(_rgb_tensor(pixels, self.device), routing, None, False, accumulator)
+        return accumulator.statistics()
 
     # ---- public API --------------------------------------------------------------------------
 
-    def classify(self, image: ImageLike, router_max_pixels: int = DEFAULT_ROUTER_PIXELS) -> dict[str, float]:
-        """The router's probability for each blur type, from the whole image (or an
-        area-downscaled view when it has more than router_max_pixels pixels)."""
+    def classify(
+        self, image: ImageLike, router_max_pixels: int = DEFAULT_ROUTER_PIXELS, tlc: bool = False
+    ) -> dict[str, float]:
+        """The router's probability for each blur type, from the whole image (or its
+        area-downscaled `router_view` when it has more than router_max_pixels pixels)."""
+        self._check_tlc(tlc)
         parts = _split(image)
-        probs = self._router_probs(parts.color, router_max_pixels)
+        probs = self._router_probs(parts.color, router_max_pixels, tlc)
         if probs is None:
             raise ValueError("this model has no router: it cannot classify blur")
         return dict(zip(self.task_names, (float(p) for p in probs)))
@@ -358,7 +404,7 @@ class Deblurrer:
         self,
         image: ImageLike,
         task: str = "auto",
-        top_k: int = 1,
+        top_k: int | None = None,
         tile: int = 0,
         tile_overlap: int = 32,
         min_confidence: float | None = None,
@@ -366,12 +412,14 @@ class Deblurrer:
         soft_top_k: int = 2,
         router_max_pixels: int | None = None,
         expert_weights: Mapping[str, float] | None = None,
+        tlc: bool = False,
         max_memory: int | None = None,
     ) -> DeblurResult:
         """Deblur one image; returns the same kind of image plus what the router saw.
 
         task: "auto" (router) or a task name (that expert, whatever the router says).
-        top_k: experts mixed per image with task="auto" (1..E).
+        top_k: experts mixed per image with task="auto" (1..E); None = the model's own
+            `config.top_k`.
         tile: tile side in pixels (0 = whole image); rounded down to a multiple of the model's
             size multiple. tile_overlap: pixels shared by neighbouring tiles (< tile).
         min_confidence: images whose top router probability is below it are `low_confidence`.
@@ -381,6 +429,8 @@ class Deblurrer:
         expert_weights: a mixture decided by the caller (task name -> weight, e.g. once per video
             shot) used instead of task / top_k routing; the router still reports its view of
             this image in whole-image mode, and is skipped when tiling.
+        tlc: TLC, local channel statistics over 1.5 x the model's training crop (its
+            `config.train_crop`), in the router pass, the whole image and every tile alike.
         max_memory: bytes the restoration may use (None = what the system reports available,
             0 = no check). With tile=0, an image whose whole-image pass does not fit is
             restored in the largest tiles that do (`DeblurResult.auto_tile`); when even that
@@ -390,6 +440,9 @@ class Deblurrer:
         start = time.perf_counter()
         parts = _split(image)
         config = self.model.config
+        self._check_tlc(tlc)
+        if top_k is None:
+            top_k = config.top_k
         if task != "auto":
             self.model.task_index(task)  # ValueError naming the valid tasks
             if not config.is_moe:
@@ -430,9 +483,9 @@ class Deblurrer:
             # under uncertain="soft" is restored a second time with the wider mixture.
             x = _rgb_tensor(parts.color, self.device)
             if fixed is not None:
-                pass_ = self._forward(x, fixed.to(self.device), None)
+                pass_ = self._forward(x, fixed.to(self.device), None, tlc)
             else:
-                pass_ = self._forward(x, task, top_k if is_moe else None)
+                pass_ = self._forward(x, task, top_k if is_moe else None, tlc)
             probs, weights, fp32_fallback = pass_.probs, pass_.expert_weights, pass_.fp32_fallback
             restored = pass_.image
             low_confidence = _below(probs, min_confidence)
@@ -440,14 +493,14 @@ class Deblurrer:
                 soft_weights = top_k_weights(torch.from_numpy(probs).float()[None], max(top_k, soft_top_k))
                 if not torch.equal(soft_weights, weights):
                     weights = soft_weights
-                    pass_ = self._forward(x, weights.to(self.device), None)
+                    pass_ = self._forward(x, weights.to(self.device), None, tlc)
                     restored, fp32_fallback = pass_.image, fp32_fallback or pass_.fp32_fallback
             output_rgb = restored[0].permute(1, 2, 0).cpu().numpy()  # (H, W, 3) float32
             num_tiles = 1
         elif fixed is not None:
             probs, low_confidence, weights = None, False, fixed
         else:
-            probs = self._router_probs(parts.color, router_max_pixels or tile * tile)
+            probs = self._router_probs(parts.color, router_max_pixels or tile * tile, tlc)
             low_confidence = _below(probs, min_confidence)
             k = top_k
             if low_confidence and uncertain == "soft" and task == "auto":
@@ -455,11 +508,16 @@ class Deblurrer:
             weights = self._weights(probs, task, k)  # (1, E) or None without experts
         if tiled:
             routing = "auto" if weights is None else weights.to(self.device)
+            statistics = None
+            if not tlc:  # TLC's statistics are local by design
+                statistics = self._image_statistics(
+                    parts.color, routing, tile, tile_overlap, router_max_pixels or tile * tile
+                )
             blender = TileBlender(height, width, 3, tile_overlap)
             tiles = tile_grid(height, width, tile, tile_overlap, align=config.size_multiple)
             for region in tiles:
                 x = _rgb_tensor(parts.color[region.top : region.bottom, region.left : region.right], self.device)
-                pass_ = self._forward(x, routing, None)
+                pass_ = self._forward(x, routing, None, tlc, statistics)
                 fp32_fallback |= pass_.fp32_fallback
                 blender.add(region, pass_.image[0].permute(1, 2, 0).cpu().numpy())
             output_rgb = blender.result()
@@ -514,6 +572,13 @@ class Deblurrer:
             raise ValueError("expert weights are all zero")
         return weights / weights.sum()
 
+    def _check_tlc(self, tlc: bool) -> None:
+        if not tlc:
+            return
+        if not isinstance(self.model, DeblurUNet):
+            raise ValueError("TLC applies to the NAFNet-based models (DeMoE, NAFNet), not to this network")
+        self.model.tlc_window  # ValueError when the config does not record the training crop
+
     def _weights(self, probs: np.ndarray, task: str, top_k: int) -> torch.Tensor | None:
         """(1, E) expert weights: one-hot for a named task, top-k of the router otherwise."""
         if not self.model.config.is_moe:
@@ -540,17 +605,19 @@ def deblur(
     image: ImageLike,
     model: Deblurrer | DeblurUNet | str | os.PathLike | None = None,
     task: str = "auto",
-    top_k: int = 1,
+    top_k: int | None = None,
     tile: int = 0,
     tile_overlap: int = 32,
     device: str = "auto",
     precision: Precision = "fp32",
+    tlc: bool = False,
 ) -> ImageLike:
     """Deblur one image and return the same kind (numpy array or Pillow image).
 
     image: numpy (H, W[, C]) uint8 / uint16 / float in [0, 1], C in 1..4, or a Pillow image.
     model: a `Deblurrer`, a `DeblurUNet`, a model directory, bundled weights by name, or None
         for the bundled default weights. For many images, build one `Deblurrer` and reuse it.
+    top_k: None = the model's own `config.top_k`; tlc: see `Deblurrer.restore`.
 
     Example:
         >>> from demoe import create_model
@@ -559,4 +626,4 @@ def deblur(
         (dtype('uint8'), (16, 16, 3))
     """
     deblurrer = model if isinstance(model, Deblurrer) else Deblurrer(model, device=device, precision=precision)
-    return deblurrer.restore(image, task=task, top_k=top_k, tile=tile, tile_overlap=tile_overlap).image
+    return deblurrer.restore(image, task=task, top_k=top_k, tile=tile, tile_overlap=tile_overlap, tlc=tlc).image

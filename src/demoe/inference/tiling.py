@@ -75,6 +75,21 @@ def tile_grid(height: int, width: int, tile: int, overlap: int, align: int = 1) 
     ]
 
 
+def core_spans(spans: list[tuple[int, int]], align: int = 1) -> list[tuple[int, int]]:
+    """The part of each span that it alone stands for: [start, stop) ranges that partition
+    [0, last stop), split at the middle of every overlap, rounded down to a multiple of `align`
+    (spans from `tile_spans`, whose starts are multiples of `align`, contain their cores).
+
+    >>> core_spans([(0, 4), (2, 6), (4, 8), (6, 10)], align=2)
+    [(0, 2), (2, 4), (4, 6), (6, 10)]
+    """
+    bounds = [0]
+    for (_, previous_stop), (start, _) in zip(spans, spans[1:]):
+        bounds.append((previous_stop + start) // 2 // align * align)
+    bounds.append(spans[-1][1])
+    return list(zip(bounds, bounds[1:]))
+
+
 def ramp(overlap: int) -> np.ndarray:
     """Rising raised-cosine weights (overlap,), float32, strictly inside (0, 1).
 

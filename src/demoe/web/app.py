@@ -1,7 +1,8 @@
 """The web demo: deblur in the browser, see which blur the router saw, pick the expert.
 
-A thin Gradio layer over `demoe.inference.Deblurrer` (the same API the CLI uses). Everything
-the app writes goes into one temporary directory, removed when the app closes.
+A thin Gradio layer over `demoe.inference.Deblurrer` (the same API the CLI uses). The blur
+types, their order, the top-k default and whether TLC is offered come from the loaded model's
+config. Everything the app writes goes into one temporary directory, removed when the app closes.
 
 Privacy: nothing is sent off the machine (Gradio's analytics, its version check and its run
 history are off; fonts and scripts are served by the app itself). A user's upload and results,
@@ -30,10 +31,9 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 import gradio as gr  # noqa: E402 (after the environment above)
 from PIL import Image, ImageOps  # noqa: E402
 
-from demoe.config import TASK_NAMES
 from demoe.inference import Deblurrer
 
-# Plain-words names of the experts, in TASK_NAMES order.
+# Plain-words names of the five blur types of DeMoE; other task names are shown as written.
 TASK_LABELS: dict[str, str] = {
     "defocus": "Defocus",
     "global_motion": "Camera shake",
@@ -56,13 +56,16 @@ class DemoLimits:
     keep_seconds: float = 600.0
 
 
-def task_from_label(label: str) -> str:
-    if label == AUTO_LABEL:
-        return "auto"
-    for task, text in TASK_LABELS.items():
-        if text == label:
-            return task
-    raise gr.Error(f"unknown blur type {label!r}")
+def task_labels(task_names: tuple[str, ...]) -> dict[str, str]:
+    """Task name -> label shown in the UI, in the model's order: the plain words of TASK_LABELS,
+    else the name itself with spaces ("motion_blur" -> "Motion blur"); unique by construction."""
+    labels: dict[str, str] = {}
+    for name in task_names:
+        label = TASK_LABELS.get(name) or name.replace("_", " ").strip().capitalize() or name
+        if label == AUTO_LABEL or label in labels.values():
+            label = f"{label} ({name})"
+        labels[name] = label
+    return labels
 
 
 def example_images() -> list[str]:
@@ -77,11 +80,25 @@ class DemoApp:
     def __init__(self, deblurrer: Deblurrer, limits: DemoLimits = DemoLimits(), workdir: Path | None = None) -> None:
         self.deblurrer = deblurrer
         self.limits = limits
+        config = deblurrer.model.config
+        self.labels = task_labels(deblurrer.task_names)  # task name -> label
+        self.expert_labels = list(self.labels.values()) if config.is_moe else []  # the dropdown's
+        self.max_top_k = max(1, config.num_experts)
+        self.top_k = config.top_k if config.is_moe else 1  # the model's own default
+        self.tlc_available = bool(config.train_crop)
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="demoe-demo-"))
         self.cache_dir = self.workdir / "gradio"  # Gradio's uploads and output copies (GRADIO_TEMP_DIR)
         self._sessions: dict[str, list[Path]] = {}  # session -> its upload and latest results
         self._lock = threading.Lock()
         self._stop = threading.Event()
+
+    def task_from_label(self, label: str) -> str:
+        if label == AUTO_LABEL:
+            return "auto"
+        for task, text in self.labels.items():
+            if text == label and text in self.expert_labels:
+                return task
+        raise gr.Error(f"unknown blur type {label!r}")
 
     def close(self) -> None:
         self._stop.set()
@@ -140,12 +157,17 @@ class DemoApp:
             if path not in in_use:
                 self._delete(path)
 
-    def run(self, image_path: str | None, blur_label: str, top_k: int, tile: int, request: gr.Request | None = None):
+    def run(
+        self, image_path: str | None, blur_label: str, top_k: int, tile: int, tlc: bool = False,
+        request: gr.Request | None = None,
+    ):
         """Restore one uploaded image. Returns the outputs of the UI, in order."""
         self.sweep()
         if image_path and not Path(image_path).is_file():
             raise gr.Error(f"This upload is no longer kept (uploads are deleted {self.limits.keep_seconds / 60:g} "
                            "minutes after their last use): upload the image again.")
+        if tlc and not self.tlc_available:
+            raise gr.Error("TLC needs the model's training crop size (train_crop in its config.json).")
         if not image_path:
             raise gr.Error("Upload an image first.")
         try:
@@ -158,12 +180,12 @@ class DemoApp:
                 f"The image has {width}x{height} = {width * height:,} pixels; this demo accepts at "
                 f"most {self.limits.max_pixels:,}. Use `demoe deblur` for larger images."
             )
-        task = task_from_label(blur_label)
+        task = self.task_from_label(blur_label)
         start = time.perf_counter()
         try:
             with Image.open(image_path) as source:
                 source.load()
-                result = self.deblurrer.restore(source, task=task, top_k=int(top_k), tile=int(tile))
+                result = self.deblurrer.restore(source, task=task, top_k=int(top_k), tile=int(tile), tlc=bool(tlc))
         except (OSError, ValueError) as error:
             raise gr.Error(f"Could not restore this image: {error}") from None
         seconds = time.perf_counter() - start
@@ -179,15 +201,17 @@ class DemoApp:
         lines = []
         probabilities = {}
         if result.task_probs is not None:
-            probabilities = {TASK_LABELS[name]: float(p) for name, p in result.task_probs.items()}
-            verdict = TASK_LABELS[max(result.task_probs, key=result.task_probs.get)]
+            probabilities = {self.labels[name]: float(p) for name, p in result.task_probs.items()}
+            verdict = self.labels[max(result.task_probs, key=result.task_probs.get)]
             lines.append(f"**Router's verdict:** {verdict} (entropy {result.entropy:.2f} nats)")
         if result.experts_used:
-            experts = ", ".join(TASK_LABELS[name] for name in result.experts_used)
+            experts = ", ".join(self.labels[name] for name in result.experts_used)
             chosen = "router's choice" if task == "auto" else "chosen by you"
             lines.insert(0, f"**Experts used:** {experts} ({chosen}, top-{int(top_k)})")
         else:
             lines.insert(0, "**Experts used:** none (this model has a single dense decoder)")
+        if tlc:
+            lines.append(f"**TLC:** local statistics over {self.deblurrer.model.tlc_window} px windows")
         lines.append(f"**Time:** {seconds:.2f} s for {width}x{height} pixels")
         summary = "  \n".join(lines)
         self._remember(getattr(request, "session_hash", None), [Path(image_path), before_path, output_path])
@@ -208,18 +232,28 @@ def build_app(demo: DemoApp) -> gr.Blocks:
             with gr.Column():
                 image_in = gr.Image(type="filepath", label="Blurry image", elem_id="input-image")
                 blur_type = gr.Dropdown(
-                    [AUTO_LABEL, *(TASK_LABELS[name] for name in TASK_NAMES)],
+                    [AUTO_LABEL, *demo.expert_labels],
                     value=AUTO_LABEL,
                     label="Blur type (expert)",
                     elem_id="blur-type",
                 )
-                top_k = gr.Slider(1, len(TASK_NAMES), value=1, step=1, label="Experts per image (top-k)")
+                top_k = gr.Slider(
+                    1, demo.max_top_k, value=demo.top_k, step=1, label="Experts per image (top-k)",
+                    interactive=demo.max_top_k > 1, elem_id="top-k",
+                )
                 tile = gr.Slider(0, 1024, value=0, step=64, label="Tile size (0 = whole image)")
+                tlc = gr.Checkbox(
+                    value=False,
+                    label="TLC (local statistics, as in training)",
+                    info=None if demo.tlc_available else "needs the model's training crop size (train_crop)",
+                    interactive=demo.tlc_available,
+                    elem_id="tlc",
+                )
                 run = gr.Button("Deblur", variant="primary", elem_id="run-button")
             with gr.Column():
                 comparison = gr.ImageSlider(label="Before / after", type="filepath", elem_id="comparison")
                 probabilities = gr.Label(
-                    label="Router's probabilities", num_top_classes=len(TASK_NAMES), elem_id="router-probs"
+                    label="Router's probabilities", num_top_classes=len(demo.labels), elem_id="router-probs"
                 )
                 summary = gr.Markdown(elem_id="summary")
                 download = gr.File(label="Full-resolution result (PNG)", elem_id="download")
@@ -228,7 +262,7 @@ def build_app(demo: DemoApp) -> gr.Blocks:
             gr.Examples(examples=examples, inputs=image_in, label="Examples")
         run.click(
             demo.run,
-            inputs=[image_in, blur_type, top_k, tile],
+            inputs=[image_in, blur_type, top_k, tile, tlc],
             outputs=[comparison, probabilities, summary, download],
             api_name="deblur",
             concurrency_limit=demo.limits.concurrency,
