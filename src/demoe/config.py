@@ -170,7 +170,6 @@ class ModelConfig:
             if min(self.prompt_channels + self.prompt_sizes) < 1 or self.prompt_length < 1:
                 raise ValueError("prompt_channels, prompt_sizes and prompt_length must be positive")
 
-
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
