@@ -10,7 +10,8 @@ call of the device tool on one H200 (docs/training.md, "One-shot GPU run"). Thre
 `pack` (here, before the call) puts what the GPU machine cannot reach into one folder that the
 device tool carries: training photographs as lossless WebP, chosen evenly from the training
 collections until a byte budget is full (the whole working tree that travels has 64 MiB), and
-the validation pairs, synthesised here by the reference (numpy) generator and stored as 8-bit
+the gate's held-out validation pairs (benchmarks/gate.py: Kodak24 + McMaster, every blur type,
+normal and dark scenes, made by the numpy reference generator), centre-cropped, as 8-bit
 lossless WebP.
 
 `run` (on the GPU machine), within --budget-minutes of wall time in total:
@@ -74,8 +75,6 @@ from demoe.fileio import atomic_write, atomic_write_text  # noqa: E402
 from demoe.imageio import encode_png16, read_array  # noqa: E402
 from demoe.model import DeblurUNet  # noqa: E402
 from demoe.train import parse_config, train  # noqa: E402
-from demoe.train.config import DataConfig  # noqa: E402
-from demoe.train.data import build_dataset  # noqa: E402
 from demoe.train.loop import build_training_model, cosine_factor, pixel_loss_value  # noqa: E402
 from demoe.train.validation import ValidationResult, psnr, validate  # noqa: E402
 
@@ -83,9 +82,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import interleaved, summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARP = ROOT.parent / "shared" / "data" / "sharp"
+SHARED = ROOT.parent / "shared"
 TRAIN_COLLECTIONS = ("BSD200", "BSD100", "Urban100", "Set5", "Set14")  # the train split (shared/data/README.md)
-VAL_COLLECTIONS = ("Kodak24", "McMaster")  # never trained on
 DEFAULT_PACK = ROOT / ".gpu_pack"
 SHIPPED_WEIGHTS = ROOT / "src" / "demoe" / "weights" / "default"
 FILE_LIMIT = 16_000_000  # bytes per returned file: 16 MB, under the device tool's 16 MiB
@@ -108,6 +106,16 @@ def lossless_webp(pixels: np.ndarray) -> bytes:
         if not np.array_equal(np.asarray(decoded.convert("RGB")), pixels):
             raise RuntimeError("WebP encoding was not lossless")
     return data
+
+
+def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
+    """The central side x side square of (H, W, C) (0 = the whole image)."""
+    if side <= 0:
+        return image
+    top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+    if top < 0 or left < 0:
+        raise ValueError(f"a {side} px crop does not fit an image of {image.shape[0]}x{image.shape[1]}")
+    return image[top : top + side, left : left + side]
 
 
 def interleave(collections: dict[str, list[Path]], seed: int) -> list[tuple[str, Path]]:
@@ -145,25 +153,23 @@ def pack(args: argparse.Namespace) -> dict:
     (temporary / "val").mkdir()
     budget = int(args.max_mib * 2**20)
 
-    # Validation pairs: the reference generator's, fixed seed, as training validates them.
-    val_config = DataConfig(kind="synthetic", photos=tuple(str(p) for p in args.val_photos), crop_size=args.val_crop,
-                            length=args.val_length, dark_scenes=args.val_dark_scenes)
-    val_dataset = build_dataset(val_config, args.seed)
-    val_dataset.set_epoch(0)
+    # Validation pairs: the gate's held-out synthetic pairs (benchmarks/gate.py: Kodak24 and
+    # McMaster, every blur type, normal and dark scenes, pinned ranges, 8-bit), centre-cropped.
+    from gate import validation_pairs
+
     val_items, used = [], 0
-    for index in range(len(val_dataset)):
-        item = val_dataset[index]
-        pixels = np.concatenate([item["blurry"].numpy(), item["sharp"].numpy()], axis=2)  # (3, S, 2S)
-        pixels = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
-        task = TASK_NAMES[int(item["label"])]
-        name = f"{index:04d}-{task}.webp"
-        data = lossless_webp(pixels)
+    for index, pair in enumerate(validation_pairs(Path(args.shared))):
+        pixels = np.concatenate([centre_crop(pair.blurry, args.val_crop), centre_crop(pair.sharp, args.val_crop)], axis=1)
+        name = f"{index:04d}.webp"
+        data = lossless_webp(np.round(pixels * 255).astype(np.uint8))  # (S, 2S, 3): blurry | sharp
         (temporary / "val" / name).write_bytes(data)
         used += len(data)
-        val_items.append({"file": name, "task": task})
+        val_items.append({"file": name, "task": pair.task, "group": "dark" if pair.group.endswith("(dark)") else "normal",
+                          "source": pair.name})
 
     # Training photographs: evenly from every collection, until the budget is full.
-    collections = {Path(folder).name: sharp_image_paths(folder) for folder in args.train_photos}
+    folders = args.train_photos or [Path(args.shared) / "data" / "sharp" / name for name in TRAIN_COLLECTIONS]
+    collections = {Path(folder).name: sharp_image_paths(folder) for folder in folders}
     order = interleave(collections, args.seed)
 
     def encode(entry: tuple[str, Path]) -> tuple[str, Path, bytes, tuple[int, int]]:
@@ -201,9 +207,9 @@ def pack(args: argparse.Namespace) -> dict:
         "train": packed,
         "train_skipped": skipped,
         "train_collections": {name: len(paths) for name, paths in collections.items()},
-        "val": {"items": val_items, "photos": [str(p) for p in args.val_photos], "crop_size": args.val_crop,
-                "length": args.val_length, "dark_scenes": args.val_dark_scenes, "seed": args.seed,
-                "generator": "demoe.data.synthetic.SyntheticBlurDataset (numpy reference), 8-bit"},
+        "val": {"items": val_items, "crop_size": args.val_crop,
+                "pairs": "benchmarks/gate.py validation_pairs (numpy reference generator, pinned ranges, 8-bit), "
+                         "centre crops"},
         "bytes": used,
     }
     (temporary / PACK_INDEX).write_text(json.dumps(index, indent=1) + "\n")
@@ -226,7 +232,7 @@ def pack(args: argparse.Namespace) -> dict:
 
 class PackedPairs:
     """The packed validation pairs, in memory: items as the training loop's validation reads
-    them (blurry, sharp (3, S, S) float32 in [0, 1], label, dataset "synthetic")."""
+    them (blurry, sharp (3, S, S) float32 in [0, 1], label, dataset "normal" or "dark")."""
 
     def __init__(self, folder: Path) -> None:
         index = json.loads((folder / PACK_INDEX).read_text())
@@ -239,7 +245,7 @@ class PackedPairs:
                 "blurry": tensor[:, :, :side].contiguous(),
                 "sharp": tensor[:, :, side:].contiguous(),
                 "label": torch.tensor(TASK_NAMES.index(entry["task"]), dtype=torch.int64),
-                "dataset": "synthetic",
+                "dataset": entry["group"],  # "normal" or "dark": validation reports each
             })
         if not self.items:
             raise ValueError(f"{folder}: the pack holds no validation pairs")
@@ -560,6 +566,7 @@ def validation_row(result: ValidationResult, step: int, images: int, wall: float
     return {
         "step": step, "images_seen": images, "wall_s": round(wall, 1),
         "psnr_db": result.scalars()["val/psnr"],
+        "psnr_by_group_db": result.psnr,
         "psnr_by_task_db": result.psnr_by_task,
         "input_psnr_by_task_db": result.input_psnr_by_task,
         "gain_by_task_db": gains,
@@ -644,7 +651,8 @@ def run(args: argparse.Namespace) -> dict:
     log = {"preset": plan.preset, "rule": rule, "warm_start": measurements["choice"]["warm_start"],
            "crop": args.crop, "batch": args.batch, "lr": config.optim.lr, "total_steps": plan.total_steps,
            "dark_scenes": args.dark_scenes, "photographs": len(bank), "validation_pairs": len(val_pairs),
-           "validation": "packed pairs (numpy reference generator, 8-bit), fp32, the model's own routing",
+           "validation": "the gate's validation pairs, centre crops (pack.json), fp32, the model's own routing; "
+                         "psnr_by_group_db: normal and dark scenes",
            "evaluations": [], "chunks": [], "status": "training"}
     initial = build_training_model(config).to(device).to(memory_format=torch.channels_last)
     log["evaluations"].append(validation_row(validate(initial, val_loader, device, None), 0, 0, time.monotonic() - START))
@@ -712,17 +720,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
 
     packing = commands.add_parser("pack", help="put photographs and validation pairs into a folder that travels")
-    packing.add_argument("--train-photos", nargs="+", type=Path, default=[SHARP / name for name in TRAIN_COLLECTIONS],
-                         help="folders of sharp training photographs (default: the train split of ../shared/data/sharp)")
-    packing.add_argument("--val-photos", nargs="+", type=Path, default=[SHARP / name for name in VAL_COLLECTIONS],
-                         help="folders of held-out photographs for the validation pairs (default: Kodak24, McMaster)")
+    packing.add_argument("--shared", type=Path, default=SHARED,
+                         help="the shared data folder (default ../shared): the gate's validation pairs come from "
+                              "its data/sharp/{Kodak24,McMaster}")
+    packing.add_argument("--train-photos", nargs="+", type=Path, default=None,
+                         help="folders of sharp training photographs (default: the train split, "
+                              "SHARED/data/sharp/{BSD200,BSD100,Urban100,Set5,Set14})")
     packing.add_argument("--out", type=Path, default=DEFAULT_PACK, help="pack folder (default .gpu_pack, git-ignored)")
     packing.add_argument("--max-mib", type=float, default=36.0,
                          help="pack size in MiB (default 36: with the ~20 MiB tree it stays under the tool's 64)")
-    packing.add_argument("--val-crop", type=int, default=128, help="validation crop side (default 128)")
-    packing.add_argument("--val-length", type=int, default=150, help="validation pairs (default 150, 30 per blur type)")
-    packing.add_argument("--val-dark-scenes", type=float, default=0.25, help="share of dark scenes in validation")
-    packing.add_argument("--seed", type=int, default=16, help="seed of the validation pairs and the photo order")
+    packing.add_argument("--val-crop", type=int, default=128,
+                         help="side of the centre crop kept of each 256x256 validation pair (default 128)")
+    packing.add_argument("--seed", type=int, default=16, help="seed of the photographs' order")
 
     running = commands.add_parser("run", help="measure, train and write the weights (on the GPU machine)")
     running.add_argument("--pack", type=Path, default=DEFAULT_PACK, help="the pack folder (default .gpu_pack)")

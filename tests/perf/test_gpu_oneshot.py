@@ -37,22 +37,29 @@ def one_thread():
 
 
 def photo_folders(root: Path) -> tuple[Path, Path]:
-    """The shipped photographs as a training collection (4) and a validation one (2)."""
-    train, val = root / "photos" / "shipped", root / "photos" / "held_out"
+    """The shipped photographs as a training collection (4) and as the gate's validation
+    collections (shared/data/sharp/{Kodak24,McMaster}, one each)."""
+    train, shared = root / "photos" / "shipped", root / "shared"
     train.mkdir(parents=True)
-    val.mkdir()
     for index, path in enumerate(shipped_photo_paths()):
-        shutil.copy(path, (train if index < 4 else val) / path.name)
-    return train, val
+        if index < 4:
+            shutil.copy(path, train / path.name)
+        else:
+            folder = shared / "data" / "sharp" / ("Kodak24" if index == 4 else "McMaster")
+            folder.mkdir(parents=True)
+            shutil.copy(path, folder / path.name)
+    return train, shared
 
 
 def test_pack_run_merge_end_to_end(tmp_path, oneshot, one_thread):
-    train_photos, val_photos = photo_folders(tmp_path)
+    train_photos, shared = photo_folders(tmp_path)
     pack = tmp_path / "pack"
-    oneshot.main(["pack", "--train-photos", str(train_photos), "--val-photos", str(val_photos), "--out", str(pack),
-                  "--val-crop", "32", "--val-length", "10", "--max-mib", "1"])
+    oneshot.main(["pack", "--train-photos", str(train_photos), "--shared", str(shared), "--out", str(pack),
+                  "--val-crop", "32", "--max-mib", "1"])
     index = json.loads((pack / "pack.json").read_text())
-    assert len(index["train"]) == 4 and not index["train_skipped"] and len(index["val"]["items"]) == 10
+    assert len(index["train"]) == 4 and not index["train_skipped"]
+    assert len(index["val"]["items"]) == 2 * (5 + 4)  # the gate's pairs: 2 photographs x (5 normal + 4 dark)
+    assert {item["group"] for item in index["val"]["items"]} == {"normal", "dark"}
     for entry in index["train"]:  # lossless: the packed photograph is the source's pixels
         np.testing.assert_array_equal(oneshot.read_array(pack / "train" / entry["file"]),
                                       oneshot.load_photo(entry["source"]))
@@ -80,7 +87,7 @@ def test_pack_run_merge_end_to_end(tmp_path, oneshot, one_thread):
                                       "step_with_synthesis_images_per_s")) > 0
     assert measurements["choice"]["preset"] == "demoe-tiny" and measurements["choice"]["warm_start"] is None
     agreement = measurements["precision_agreement"]["demoe-tiny (trained here, validation pairs)"]
-    assert agreement["images"] == 10 and agreement["bf16_vs_fp32_psnr_db"]["mean"] > 20
+    assert agreement["images"] == 16 and agreement["bf16_vs_fp32_psnr_db"]["mean"] > 20
 
     log = json.loads((out / "train_log.json").read_text())
     assert log["status"] == "done" and log["final_step"] == log["total_steps"] == 4
@@ -88,6 +95,7 @@ def test_pack_run_merge_end_to_end(tmp_path, oneshot, one_thread):
     assert [chunk["steps"] for chunk in log["chunks"]] == [[0, 2], [2, 4]]
     for row in log["evaluations"]:
         assert set(row["psnr_by_task_db"]) == set(demoe.TASK_NAMES)
+        assert set(row["psnr_by_group_db"]) == {"normal", "dark"}
         assert row["gain_by_task_db"]["defocus"] == pytest.approx(
             row["psnr_by_task_db"]["defocus"] - row["input_psnr_by_task_db"]["defocus"])
     assert all(chunk["images_per_s"] > 0 for chunk in log["chunks"])
