@@ -90,3 +90,16 @@ def test_combine_refuses_a_method_in_two_runs_and_a_folder_without_results(runs,
     assert "no per_image.jsonl" in capsys.readouterr().err
     assert main(["eval", "--layout", "table7"]) == 2
     assert "--manifest is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset, params", [("sfhformer", 7_670_539), ("demoe-plk", 119_639_585)])
+def test_cost_command_reports_the_comparison_presets(preset, params, capsys):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["cost", "--model", preset, "--size", "32", "--repeats", "1", "--json"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    cost = json.loads(capsys.readouterr().out)
+    assert set(cost) == {"params", "macs_g", "latency_ms"} and cost["params"] == params
+    assert cost["macs_g"] > 0 and cost["latency_ms"] > 0
