@@ -39,6 +39,7 @@ import time
 START = time.monotonic()  # the wall budget counts from here, imports included
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -601,7 +602,8 @@ def run(args: argparse.Namespace) -> dict:
     val_pairs = PackedPairs(pack_dir)
     length = max(len(bank) * len(TASK_NAMES), args.batch)
     batches = SyntheticBlurBatches(bank, crop_size=args.crop, seed=args.seed, length=length, config=synth)
-    print(f"  {len(bank)} photographs on the device, {len(val_pairs)} validation pairs", flush=True)
+    print(f"  {len(bank)} photographs on the device ({bank.upsampled} upsampled to the {args.crop + 2 * margin} px "
+          f"that a crop with its blur margin needs), {len(val_pairs)} validation pairs", flush=True)
 
     # 1. Measurements.
     measurements: dict = {"machine": machine(device), "latency": {}, "training": {}, "precision_agreement": {}}
@@ -650,7 +652,8 @@ def run(args: argparse.Namespace) -> dict:
     val_loader = DataLoader(val_pairs, batch_size=args.batch)
     log = {"preset": plan.preset, "rule": rule, "warm_start": measurements["choice"]["warm_start"],
            "crop": args.crop, "batch": args.batch, "lr": config.optim.lr, "total_steps": plan.total_steps,
-           "dark_scenes": args.dark_scenes, "photographs": len(bank), "validation_pairs": len(val_pairs),
+           "dark_scenes": args.dark_scenes, "photographs": len(bank), "photographs_upsampled": bank.upsampled,
+           "synth_config": dataclasses.asdict(synth), "validation_pairs": len(val_pairs),
            "validation": "the gate's validation pairs, centre crops (pack.json), fp32, the model's own routing; "
                          "psnr_by_group_db: normal and dark scenes",
            "evaluations": [], "chunks": [], "status": "training"}
@@ -746,7 +749,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          help="auto: crops the full demoe must see in the budget to be chosen (default 2e6)")
     running.add_argument("--measure-presets", nargs="+", default=list(MEASURED_PRESETS),
                          help="presets whose latency and training rate are measured (default demoe demoe-small)")
-    running.add_argument("--crop", type=int, default=256, help="training crop side (default 256)")
+    running.add_argument("--crop", type=int, default=192,
+                         help="training crop side (default 192: with the largest blur margin, 268 px fit the "
+                              "321-px side of BSD photographs without upsampling)")
     running.add_argument("--batch", type=int, default=32, help="training batch (default 32)")
     running.add_argument("--lr", type=float, default=None, help="learning rate (default 5e-4 warm start, 1e-3 fresh)")
     running.add_argument("--dark-scenes", type=float, default=0.25, help="share of dark but normally exposed scenes")

@@ -374,7 +374,7 @@ def test_photo_bank_crops_are_the_photographs_pixels():
     photo = (np.arange(30 * 40 * 3) % 251).astype(np.uint8).reshape(30, 40, 3)
     small = np.full((12, 10, 3), 7, np.uint8)
     bank = PhotoBank([photo, small], min_side=20)
-    assert bank.min_side == 20  # the small photograph was upsampled
+    assert bank.min_side == 20 and bank.upsampled == 1  # the small photograph was upsampled
     crops = bank.crops(seeded(0), 64, 20, flips=True)
     assert crops.shape == (64, 3, 20, 20)
     found = 0

@@ -315,7 +315,8 @@ class PhotoBank:
 
     All pixels sit in one (N_pixels, 3) tensor (uint8 when every photograph is 8-bit, else
     float32 in [0, 1]); photographs with a side below `min_side` are upsampled (bicubic) to it,
-    as `synthesize_crop` does.
+    as `synthesize_crop` does (`upsampled` counts them). `SyntheticBlurBatches` asks for the
+    largest crop-plus-margin of all tasks, so keep photographs larger than that.
 
     Example:
         >>> import numpy as np, torch
@@ -327,7 +328,9 @@ class PhotoBank:
     def __init__(self, photos: Sequence[np.ndarray], device: torch.device | str = "cpu", min_side: int = 0) -> None:
         if not photos:
             raise ValueError("no photographs: a PhotoBank needs at least one")
-        photos = [ensure_min_side(_as_rgb_array(photo), min_side) for photo in photos]
+        photos = [_as_rgb_array(photo) for photo in photos]
+        self.upsampled = sum(min(photo.shape[:2]) < min_side for photo in photos)  # how many were too small
+        photos = [ensure_min_side(photo, min_side) for photo in photos]
         eight_bit = all(photo.dtype == np.uint8 for photo in photos)
         flat = [
             photo.reshape(-1, 3) if eight_bit else (photo.reshape(-1, 3).astype(np.float32) / float(np.iinfo(photo.dtype).max))
