@@ -11,11 +11,6 @@ from train_fakes import FakePairs, tiny_config
 TINY_UNET = {"width": 8, "encoder_blocks": [1, 1], "router_channels": 16, "router_hidden": 16}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="demoe.train.loop.build_training_model builds DeblurUNet; it needs demoe.model.build_model "
-    "to build the comparison networks (issue 17)",
-)
 def test_a_dense_rival_trains_as_a_single_stage_run(tmp_path):
     overrides = {"width": 8, "encoder_blocks": [1, 1], "middle_blocks": 1, "decoder_blocks": [1, 1],
                  "refinement_blocks": 1, "attention_heads": [1, 2, 2]}

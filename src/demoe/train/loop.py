@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from demoe.checkpoints import WeightsNotFoundError, load_model
 from demoe.data.synthetic import SyntheticBlurBatches
-from demoe.model import DeblurUNet, init_experts_from_baseline
+from demoe.model import DeblurUNet, build_model, init_experts_from_baseline
 from demoe.train import checkpointing
 from demoe.train.config import ConfigError, DataConfig, TrainConfig, dump_config, parse_yaml
 from demoe.train.data import ResumableSampler, build_dataset, make_loader
@@ -126,7 +126,7 @@ def _absolute_photos(photos: str | tuple[str, ...] | None) -> str | tuple[str, .
 
 def build_training_model(config: TrainConfig) -> DeblurUNet:
     """The network of the config, initialised from a stage-1 baseline when model.init_from is set."""
-    model = DeblurUNet(config.model_config())
+    model = build_model(config.model_config())
     if config.model.init_from is not None:
         directory = resolve_init_dir(config.model.init_from)
         try:
