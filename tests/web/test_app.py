@@ -132,3 +132,35 @@ def test_browser_upload_run_and_see_result(server, photo, tmp_path):
             assert screenshot.stat().st_size > 10_000
         finally:
             browser.close()
+
+
+def test_task_names_labels_top_k_and_tlc_come_from_the_models_config(tmp_path, photo):
+    import demoe
+    from demoe.inference import Deblurrer
+    from demoe.web.app import build_app, task_labels
+
+    config = demoe.create_model("demoe-tiny").config.replace(
+        num_experts=2, num_classes=2, task_names=("motion_blur", "defocus"), top_k=2, train_crop=16
+    )
+    app = DemoApp(Deblurrer(demoe.model.DeblurUNet(config).eval(), device="cpu"))
+    try:
+        assert app.labels == {"motion_blur": "Motion blur", "defocus": "Defocus"}
+        assert app.top_k == 2 and app.max_top_k == 2 and app.tlc_available
+        build_app(app)  # the UI builds from these choices
+        (_, _), probabilities, summary, _ = app.run(str(photo), "Motion blur", 2, 0, True)
+        assert set(probabilities) == {"Motion blur", "Defocus"}
+        assert "Motion blur (chosen by you" in summary and "TLC" in summary
+        _, _, summary, _ = app.run(str(photo), "Auto", app.top_k, 0)
+        assert "top-2" in summary
+        with pytest.raises(gr.Error, match="unknown blur type"):
+            app.run(str(photo), "Camera shake", 1, 0)  # a label of another model
+    finally:
+        app.close()
+    assert task_labels(("low_light", "a_b", "Auto")) == {"low_light": "Low light + motion", "a_b": "A b", "Auto": "Auto (Auto)"}
+    no_tlc = DemoApp(Deblurrer(demoe.create_model("demoe-tiny").eval(), device="cpu"))
+    try:
+        assert not no_tlc.tlc_available
+        with pytest.raises(gr.Error, match="TLC needs"):
+            no_tlc.run(str(photo), "Auto", 1, 0, True)
+    finally:
+        no_tlc.close()

@@ -55,6 +55,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the bundled default weights)",
     )
     parser.add_argument("--device", default="auto", choices=DEVICES, help="default auto: cuda, mps, else cpu")
+    parser.add_argument(
+        "--tlc",
+        action="store_true",
+        help="TLC: channel statistics over local windows of 1.5x the training crop, not the whole image "
+        "(needs train_crop in the model's config.json; docs/deblur.md says when it helps)",
+    )
     parser.add_argument("--recursive", action="store_true", help="descend into subfolders of folder inputs")
     parser.add_argument(
         "--max-pixels",
@@ -80,7 +86,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     deblur.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the restored images")
     _add_model_arguments(deblur)
     deblur.add_argument("--task", default="auto", choices=("auto", *TASK_NAMES), help="blur type (default auto: the router decides)")
-    deblur.add_argument("--top-k", type=int, default=1, metavar="K", help="experts mixed per image (default 1)")
+    deblur.add_argument(
+        "--top-k", type=int, default=None, metavar="K", help="experts mixed per image (default: the model's own top_k)"
+    )
     deblur.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="fp16/bf16 need a GPU")
     deblur.add_argument("--tile", type=int, default=0, metavar="N", help="tile side in pixels (default 0 = whole image)")
     deblur.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles (default 32)")
@@ -182,6 +190,15 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _tlc_available(deblurrer: Deblurrer, command: str) -> bool:
+    try:
+        deblurrer.check_tlc(True)
+    except ValueError as error:
+        print(f"demoe {command}: --tlc: {error}", file=sys.stderr)
+        return False
+    return True
+
+
 def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
@@ -193,7 +210,7 @@ def run_deblur(args: argparse.Namespace) -> int:
     if args.tile < 0 or args.tile_overlap < 0 or (args.tile and args.tile_overlap >= args.tile):
         print("demoe deblur: need --tile >= 0 and 0 <= --tile-overlap < --tile", file=sys.stderr)
         return EXIT_USAGE
-    if args.top_k < 1:
+    if args.top_k is not None and args.top_k < 1:
         print("demoe deblur: --top-k must be >= 1", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -233,15 +250,18 @@ def _deblur_inputs(args: argparse.Namespace, ranks: DistributedContext, video: V
     if deblurrer is None:
         return EXIT_USAGE
     config = deblurrer.model.config
-    if config.is_moe and args.top_k > config.num_experts:
+    top_k = args.top_k if args.top_k is not None else config.top_k
+    if config.is_moe and top_k > config.num_experts:
         print(f"demoe deblur: --top-k must be in 1..{config.num_experts}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.tlc and not _tlc_available(deblurrer, "deblur"):
         return EXIT_USAGE
     if args.task != "auto" and not config.is_moe:
         print("demoe deblur: this model has no experts; use --task auto", file=sys.stderr)
         return EXIT_USAGE
     options = BatchOptions(
         task=args.task,
-        top_k=args.top_k,
+        top_k=top_k,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         suffix=args.suffix,
@@ -251,6 +271,7 @@ def _deblur_inputs(args: argparse.Namespace, ranks: DistributedContext, video: V
         uncertain=args.uncertain,
         max_pixels=args.max_pixels or None,
         max_memory=args.max_memory,
+        tlc=args.tlc,
     )
     # Content decides (rank 0 looks, so that every rank agrees): a clip.mp4 holding a PNG is an image.
     is_video = agree(lambda: [is_video_file(item.path) for item in inputs.files], ranks)
@@ -368,7 +389,7 @@ def _classify_one(args, deblurrer: Deblurrer, path: Path, ranks: DistributedCont
                 lines.append(f"  frames {shot['start_frame']}-{last}: {shot['top']} ({probs[shot['top']]:.2f})  [{table}]")
             return name, "\n".join(lines), None
         image = read_image(path, args.max_pixels or None)
-        probs = deblurrer.classify(image.pixels, router_max_pixels=DEFAULT_ROUTER_PIXELS)
+        probs = deblurrer.classify(image.pixels, router_max_pixels=DEFAULT_ROUTER_PIXELS, tlc=args.tlc)
     except (ImageReadError, VideoError) as error:
         return name, None, error.reason
     except (ValueError, RuntimeError, OSError) as error:

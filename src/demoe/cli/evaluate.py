@@ -116,9 +116,12 @@ def _evaluate(args: argparse.Namespace, ranks) -> int:
             return 2
     config = deblurrer.model.config
     top_ks = args.top_k if args.top_k is not None else [config.top_k if config.is_moe else 1]
-    if args.tlc and not config.train_crop:
-        print("demoe eval: --tlc needs the model's training crop size (train_crop in its config.json)", file=sys.stderr)
-        return 2
+    if args.tlc:
+        try:
+            deblurrer.check_tlc()
+        except ValueError as error:
+            print(f"demoe eval: --tlc: {error}", file=sys.stderr)
+            return 2
     records = filter_records(records, None if args.split == "all" else args.split, args.limit)
     if not records:
         print(f"demoe eval: no records of split {args.split!r} in {', '.join(args.manifest)}", file=sys.stderr)

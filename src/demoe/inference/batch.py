@@ -198,7 +198,7 @@ class BatchOptions:
     """How each image is restored and written (see `Deblurrer.restore`)."""
 
     task: str = "auto"
-    top_k: int = 1
+    top_k: int | None = None  # None = the model's own config.top_k
     tile: int = 0
     tile_overlap: int = 32
     suffix: str = "_deblurred"
@@ -210,6 +210,7 @@ class BatchOptions:
     # bytes one restoration may use (None = what the system reports available; 0 = no check):
     # images that do not fit whole are tiled, those that do not fit at all fail with a reason
     max_memory: int | None = None
+    tlc: bool = False  # TLC: local channel statistics (Deblurrer.restore(tlc=True))
 
     def __post_init__(self) -> None:
         check_suffix(self.suffix)
@@ -321,6 +322,7 @@ def run_batch(
                 min_confidence=options.min_confidence,
                 uncertain=options.uncertain,
                 max_memory=options.max_memory,
+                tlc=options.tlc,
             )
             if result.auto_tile and not said_auto_tile:
                 said_auto_tile = True

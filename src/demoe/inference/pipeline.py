@@ -393,7 +393,7 @@ class Deblurrer:
     ) -> dict[str, float]:
         """The router's probability for each blur type, from the whole image (or its
         area-downscaled `router_view` when it has more than router_max_pixels pixels)."""
-        self._check_tlc(tlc)
+        self.check_tlc(tlc)
         parts = _split(image)
         probs = self._router_probs(parts.color, router_max_pixels, tlc)
         if probs is None:
@@ -440,7 +440,7 @@ class Deblurrer:
         start = time.perf_counter()
         parts = _split(image)
         config = self.model.config
-        self._check_tlc(tlc)
+        self.check_tlc(tlc)
         if top_k is None:
             top_k = config.top_k
         if task != "auto":
@@ -572,7 +572,9 @@ class Deblurrer:
             raise ValueError("expert weights are all zero")
         return weights / weights.sum()
 
-    def _check_tlc(self, tlc: bool) -> None:
+    def check_tlc(self, tlc: bool = True) -> None:
+        """ValueError (saying why) unless TLC can run on this model: a NAFNet-based network whose
+        config records its training crop (`train_crop`, which sizes TLC's window)."""
         if not tlc:
             return
         if not isinstance(self.model, DeblurUNet):

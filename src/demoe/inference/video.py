@@ -409,7 +409,7 @@ def restore_video(
             shot.mean_probs,
             deblurrer.task_names,
             options.task,
-            options.top_k,
+            options.top_k if options.top_k is not None else deblurrer.model.config.top_k,
             options.min_confidence,
             options.uncertain,
         )
@@ -502,6 +502,7 @@ def _encode(
             tile_overlap=options.tile_overlap,
             expert_weights=weights,
             max_memory=options.max_memory,
+            tlc=options.tlc,
         )
         restored = av.VideoFrame.from_ndarray(np.ascontiguousarray(result.image), format=layout.rgb_format)
         restored = restored.reformat(

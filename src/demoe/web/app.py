@@ -85,7 +85,11 @@ class DemoApp:
         self.expert_labels = list(self.labels.values()) if config.is_moe else []  # the dropdown's
         self.max_top_k = max(1, config.num_experts)
         self.top_k = config.top_k if config.is_moe else 1  # the model's own default
-        self.tlc_available = bool(config.train_crop)
+        try:
+            deblurrer.check_tlc()
+            self.tlc_available = True
+        except ValueError:
+            self.tlc_available = False
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="demoe-demo-"))
         self.cache_dir = self.workdir / "gradio"  # Gradio's uploads and output copies (GRADIO_TEMP_DIR)
         self._sessions: dict[str, list[Path]] = {}  # session -> its upload and latest results
