@@ -26,6 +26,24 @@ from train_fakes import SCRIPT, FakePairs, subprocess_env, tiny_config
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _sigterm_after_first_checkpoint(command: list[str], run: Path) -> tuple[subprocess.Popen, str, str]:
+    """Start a training process, send SIGTERM once it has written a checkpoint, wait for it."""
+    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while latest_checkpoint(run) is None:
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process, stdout, stderr
+
+
 @pytest.fixture
 def baseline_dir(tmp_path):
     directory = tmp_path / "baseline"
@@ -141,19 +159,7 @@ def test_sigterm_stops_after_a_step_with_a_checkpoint_and_resume_is_exact(tmp_pa
 
     run = tmp_path / "stopped"
     command = [sys.executable, str(SCRIPT), str(run), json.dumps(values), "--delay", "0.1"]
-    process = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while latest_checkpoint(run) is None:
-            assert process.poll() is None, process.stderr.read()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.01)
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    process, stdout, stderr = _sigterm_after_first_checkpoint(command, run)
     assert process.returncode == 0, stderr
     assert "stopped by signal" in stdout
     steps = [step for step, _ in list_checkpoints(run)]
@@ -170,19 +176,7 @@ def test_demoe_train_exits_130_on_sigterm_and_names_the_resume_command(tmp_path)
     run = tmp_path / "smoke"
     command = [sys.executable, "-m", "demoe", "train", "configs/smoke.yaml", "--out", str(run),
                "--set", "train.total_steps=100000", "log.progress=false"]
-    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while latest_checkpoint(run) is None:
-            assert process.poll() is None, process.stderr.read()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    process, stdout, stderr = _sigterm_after_first_checkpoint(command, run)
     assert process.returncode == 130, stderr
     assert "--resume" in stdout
     assert list_checkpoints(run)
