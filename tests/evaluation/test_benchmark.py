@@ -120,3 +120,22 @@ def test_cli_names_missing_files(tmp_path, weights):
 def test_fixed_task_variant_label():
     assert Variant("task", 1, "low_light").label("DeMoE") == "DeMoE [low_light]"
     assert [v.kind for v in variants_from_options("manual")] == ["manual"]
+
+
+def test_cli_tlc_and_the_models_top_k(manifest, tmp_path, capsys):
+    import demoe
+    from demoe.cli import main
+
+    base = demoe.create_model("demoe-tiny")
+    base.save_pretrained(str(tmp_path / "plain"))
+    assert main(["eval", "--weights", str(tmp_path / "plain"), "--manifest", str(manifest), "--tlc", "--quiet",
+                 "--device", "cpu"]) == 2
+    assert "train_crop" in capsys.readouterr().err
+    tuned = demoe.model.DeblurUNet(base.config.replace(train_crop=16, top_k=2)).eval()
+    tuned.save_pretrained(str(tmp_path / "tuned"))
+    for tlc in ([], ["--tlc"]):
+        assert main(["eval", "--weights", str(tmp_path / "tuned"), "--manifest", str(manifest), "--json", "--quiet",
+                     "--device", "cpu", *tlc]) == 0
+        rows = json.loads(capsys.readouterr().out)["per_image"]
+        assert {row["method"] for row in rows} == {"DeMoE k=2"}  # the model's own top_k
+        assert all(len(row["experts_used"]) == 2 for row in rows)

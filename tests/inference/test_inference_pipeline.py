@@ -210,11 +210,16 @@ def test_classify_gives_the_routers_probabilities(deblurrer):
     assert list(probs.values()) == pytest.approx(expected.tolist(), abs=1e-6)
 
 
-def test_half_precision_needs_a_gpu():
+def test_fp16_needs_a_gpu_and_bf16_runs_on_the_cpu_close_to_fp32():
     with pytest.raises(ValueError, match="precision fp16 needs a GPU"):
         Deblurrer(tiny_model(), device="cpu", precision="fp16")
     with pytest.raises(ValueError, match="precision must be"):
         Deblurrer(tiny_model(), device="cpu", precision="fp8")
+    image = quantized(photo(40, 56, 3), np.uint8)
+    fp32 = Deblurrer(tiny_model(), device="cpu").restore(image)
+    bf16 = Deblurrer(tiny_model(), device="cpu", precision="bf16").restore(image)
+    assert not bf16.fp32_fallback and bf16.experts_used == fp32.experts_used
+    assert psnr(bf16.image, fp32.image, 255) > 40  # bf16 keeps ~3 significant digits
 
 
 class _NaNUnderAutocast(DeblurUNet):
@@ -232,7 +237,7 @@ def test_non_finite_half_precision_results_are_redone_in_fp32():
     model.load_state_dict(tiny_model().state_dict())
     deblurrer = Deblurrer(model, device="cpu")
     reference = deblurrer.restore(photo(16, 16, 3), task="defocus").image
-    deblurrer.precision = "bf16"  # CPU autocast stands in for a GPU here
+    deblurrer.precision = "bf16"  # same model, now under bf16 autocast
     result = deblurrer.restore(photo(16, 16, 3), task="defocus")
     assert result.fp32_fallback
     np.testing.assert_array_equal(result.image, reference)

@@ -89,7 +89,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     deblur.add_argument(
         "--top-k", type=int, default=None, metavar="K", help="experts mixed per image (default: the model's own top_k)"
     )
-    deblur.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="fp16/bf16 need a GPU")
+    deblur.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="fp16 needs a GPU; bf16 also runs on CPUs (faster where they have bf16 instructions: docs/performance.md)")
     deblur.add_argument("--tile", type=int, default=0, metavar="N", help="tile side in pixels (default 0 = whole image)")
     deblur.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles (default 32)")
     deblur.add_argument(

@@ -241,8 +241,9 @@ class Deblurrer:
         weights, or a `DeblurUNet` instance, which is copied: the caller's model stays as it was
         (device, train/eval mode, memory format).
     device: "auto" (cuda, else mps, else cpu), "cpu", "cuda" or "mps".
-    precision: "fp32", or "fp16" / "bf16" (autocast; GPU only). A half-precision result holding
-        NaN or inf is recomputed in fp32.
+    precision: "fp32", or "fp16" / "bf16" (autocast; fp16 on a GPU only, bf16 also on the CPU:
+        docs/performance.md says when it pays). A half-precision result holding NaN or inf is
+        recomputed in fp32.
 
     Example:
         >>> from demoe import create_model
@@ -261,10 +262,8 @@ class Deblurrer:
         if precision not in PRECISION_DTYPES:
             raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
         self.device = resolve_device(device)
-        if precision != "fp32" and self.device.type == "cpu":
-            raise ValueError(
-                f"precision {precision} needs a GPU (--device cuda or mps); on the CPU use fp32"
-            )
+        if precision == "fp16" and self.device.type == "cpu":
+            raise ValueError("precision fp16 needs a GPU (--device cuda or mps); on the CPU use fp32 or bf16")
         self.precision = precision
         if isinstance(weights, (DeblurUNet, DenseDeblurNet)):
             model = copy.deepcopy(weights)
