@@ -115,7 +115,8 @@ def test_the_server_sends_nothing_out_and_stopping_it_removes_its_work_folder(ti
     env.pop("GRADIO_ANALYTICS_ENABLED", None)
     command = [sys.executable, "-c", RECORDING_DEMO, str(network_log), "demo", "--port", str(port),
                "--weights", str(tiny_weights_dir), "--device", "cpu"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 600

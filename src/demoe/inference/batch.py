@@ -15,6 +15,7 @@ import gc
 import glob
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -189,6 +190,9 @@ def check_report_path(report: Path, inputs: Inputs) -> None:
     """ValueError if the report would overwrite an input or is a folder."""
     if report.is_dir():
         raise ValueError(f"--report {report} is a folder; give a file name, e.g. {report / 'report.jsonl'}")
+    blocking = next((folder for folder in report.parents if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        raise ValueError(f"--report {report}: {blocking} is not a folder")
     if report.exists() and any(_same_file(report, item.path) for item in inputs.files):
         raise ValueError(f"--report {report} is an input of this run; it would be overwritten")
 
@@ -346,7 +350,7 @@ def run_batch(
             if not is_out_of_memory(error):
                 fail(name, _one_line(error))
                 continue
-            fail(name, f"out of memory while restoring it ({_one_line(error)[:120]}); restore it in "
+            fail(name, f"out of memory while restoring it ({_failed_allocation(error)}); restore it in "
                        "smaller tiles (--tile 512) or free memory")
             del error  # its traceback holds the frames, and so the tensors, of the failed pass
             result = pixels = image = None
@@ -419,6 +423,18 @@ def is_out_of_memory(error: BaseException) -> bool:
     text = str(error)
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
                                                 or "not enough memory" in text)
+
+
+def _failed_allocation(error: BaseException) -> str:
+    """"an allocation of 13.4 GiB failed" from PyTorch's CPU or CUDA allocator message."""
+    text = str(error)
+    cpu = re.search(r"allocate (\d+) bytes", text)
+    if cpu:
+        return f"an allocation of {format_bytes(int(cpu.group(1)))} failed"
+    cuda = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]i?B)", text)
+    if cuda:
+        return f"an allocation of {cuda.group(1)} failed"
+    return type(error).__name__
 
 
 def _one_line(error: BaseException) -> str:

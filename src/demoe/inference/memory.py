@@ -7,19 +7,23 @@ full-resolution width is c channels, needs about (bytes):
     output      2 H W C S                     the result at the input's bit depth (+ one copy)
     pass(h, w)  4 h w (a c + 16)              one forward pass over h x w pixels
     whole       pixels + output + pass(H, W)
-    tiled       pixels + output + 16 H W + pass(T + A, T + A)
-                                              float32 sum and weight accumulators (16 B/px), one
-                                              tile of side T (the last tile is up to T + A - 1,
-                                              A = the model's size multiple)
+    tiled       pixels + output + 16 H W + 2 pass(T + A, T + A)
+                                              float32 sum and weight accumulators (16 B/px), and
+                                              twice the pass of one tile of side T (the last tile
+                                              is up to T + A - 1, A = the model's size multiple):
+                                              the allocator does not hand one tile's buffers back
+                                              before the next tile's are taken (measured: up to
+                                              0.85 of a tile pass more than one pass)
 
 At full resolution a forward pass holds its float input and output, the first level's skip
 connection and the 5c channels a NAFBlock expands to, plus the decoder's skip and a MoE block's
-expert outputs: a = 10 for one expert per image, 12 when top-k > 1 experts are mixed (their
-outputs are summed into a buffer). Measured peak resident memory per pixel of a 1024 x 1024
-CPU pass (benchmarks/bench_memory.py, docs/reliability.md): width 8: 300 B (estimate 384),
-width 16: 626 B top-1 / 706 B top-3 (704 / 832), width 32: 1248 / 1313 B top-1 / top-2
-(1344 / 1600). Architectures other than the NAFNet U-Net, and experts made of other blocks, are
-not measured: they get a = 24.
+expert outputs: a = 11 for one expert per image, 13 when top-k > 1 experts are mixed (their
+outputs are summed into a buffer). Against the measured peak resident memory of a 1024 x 1024
+CPU pass (`python benchmarks/bench_memory.py`, benchmarks/results/memory.json) the estimate is
+1.24 x for width 8, 1.18 / 1.20 x for width 16 top-1 / top-3, 1.07 / 1.32 x for width 32
+(demoe) top-1 / top-2, and 1.31 / 1.39 x tiled (512-px tiles of 3000 x 3000 and 2048 x 2048).
+Architectures other than the NAFNet U-Net, and experts made of other blocks, are not measured:
+they get a = 26.
 
 `available_memory()` is what the machine and its container let this process allocate now:
 the smallest of MemAvailable (/proc/meminfo) and, for each cgroup (v1 or v2) the process is in,
@@ -88,7 +92,7 @@ def pass_bytes(config: ModelConfig, height: int, width: int, top_k: int = 1) -> 
     multiple = config.size_multiple
     pixels = (-(-height // multiple) * multiple) * (-(-width // multiple) * multiple)
     measured = getattr(config, "architecture", "demoe") == "demoe" and getattr(config, "expert_block", "nafblock") == "nafblock"
-    factor = (12 if config.is_moe and top_k > 1 else 10) if measured else 24
+    factor = (13 if config.is_moe and top_k > 1 else 11) if measured else 26
     return 4 * pixels * (factor * config.width + 16)
 
 
@@ -110,7 +114,7 @@ def restoration_bytes(
     if not tile or (height <= tile and width <= tile):
         return pixels + output + pass_bytes(config, height, width, top_k)
     side = tile + config.size_multiple
-    return pixels + output + 16 * height * width + pass_bytes(config, min(side, height), min(side, width), top_k)
+    return pixels + output + 16 * height * width + 2 * pass_bytes(config, min(side, height), min(side, width), top_k)
 
 
 def plan_restoration(
