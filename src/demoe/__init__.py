@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str):
     if name not in _EXPORTED_FROM:
+        # `demoe.config` & co. without importing them first, as when this file imported them
+        try:
+            return importlib.import_module(f"demoe.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"demoe.{name}":
+                raise
         raise AttributeError(f"module 'demoe' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTED_FROM[name]), name)
     globals()[name] = value  # later look-ups skip this function
