@@ -77,6 +77,22 @@ def test_an_expired_upload_asks_to_upload_again(tiny_weights_dir, tmp_path):
         app.close()
 
 
+def test_an_image_that_does_not_fit_in_memory_gets_a_message(tiny_weights_dir, tmp_path, monkeypatch):
+    import gradio as gr
+
+    import demoe.inference.pipeline as pipeline
+    from demoe.inference import Deblurrer
+    from demoe.web.app import DemoApp
+
+    monkeypatch.setattr(pipeline, "memory_budget", lambda device, max_memory=None: 2**16)  # 64 KiB free
+    app = DemoApp(Deblurrer(str(tiny_weights_dir), device="cpu"))
+    try:
+        with pytest.raises(gr.Error, match="Not enough memory to restore this image: 32x40 needs about"):
+            app.run(str(_photo(tmp_path / "a.png", 0)), "Auto", 1, 0)
+    finally:
+        app.close()
+
+
 # Runs `demoe demo` with every host name it looks up and every address it connects to that is
 # not this machine written to the file named by argv[1].
 RECORDING_DEMO = """

@@ -192,6 +192,9 @@ class DemoApp:
                 result = self.deblurrer.restore(source, task=task, top_k=int(top_k), tile=int(tile), tlc=bool(tlc))
         except (OSError, ValueError) as error:
             raise gr.Error(f"Could not restore this image: {error}") from None
+        except MemoryError as error:  # NotEnoughMemoryError says how much; a failed allocation does not
+            raise gr.Error(f"Not enough memory to restore this image: {error or 'an allocation failed'}. "
+                           "Try a tile size, or `demoe deblur` on a larger machine.") from None
         seconds = time.perf_counter() - start
 
         # Unique file names: Gradio caches outputs by content, and identical results of
