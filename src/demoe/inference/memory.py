@@ -152,6 +152,11 @@ def plan_restoration(
         )
     smallest = candidates[-1] if candidates else tile
     floor = needed(smallest) if smallest else whole
+    if floor == whole:  # the image is no larger than the smallest tile: tiling cannot help
+        raise NotEnoughMemoryError(
+            f"{size} needs about {format_bytes(whole)} of memory; {format_bytes(budget)} is available "
+            "(free memory, or raise --max-memory if more is free than reported)"
+        )
     raise NotEnoughMemoryError(
         f"{size} needs about {format_bytes(whole)} of memory for a whole-image pass and still about "
         f"{format_bytes(floor)} with --tile {smallest}; {format_bytes(budget)} is available "
