@@ -50,7 +50,7 @@ from demoe.data.synthetic.config import (
     SynthConfig,
     SynthGlobalMotionConfig,
 )
-from demoe.data.synthetic.dataset import ensure_min_side, load_photo
+from demoe.data.synthetic.dataset import check_synthesis_arguments, ensure_min_side, load_photo
 
 
 @dataclass(frozen=True)
@@ -426,16 +426,7 @@ class SyntheticBlurBatches:
     ) -> None:
         if isinstance(photos, (str, os.PathLike)):
             raise TypeError("photos must be a PhotoBank or a sequence of image files; list a folder with sharp_image_paths()")
-        if crop_size < 1:
-            raise ValueError(f"crop_size must be >= 1, got {crop_size}")
-        tasks = tuple(tasks)
-        unknown = [task for task in tasks if task not in TASK_NAMES]
-        if not tasks or unknown:
-            raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASK_NAMES)}; got {tasks}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        if length is not None and length < 1:
-            raise ValueError(f"length must be >= 1 or None, got {length}")
+        tasks = check_synthesis_arguments(crop_size, tasks, seed, length)
         self.crop_size = crop_size
         self.tasks = tasks
         self.seed = seed

@@ -105,6 +105,21 @@ def synthesize_crop(
     )
 
 
+def check_synthesis_arguments(crop_size: int, tasks: Sequence[str], seed: int, length: int | None) -> tuple[str, ...]:
+    """The arguments every synthetic-blur source shares, checked; the tasks as a tuple."""
+    if crop_size < 1:
+        raise ValueError(f"crop_size must be >= 1, got {crop_size}")
+    tasks = tuple(tasks)
+    unknown = [task for task in tasks if task not in TASK_NAMES]
+    if not tasks or unknown:
+        raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASK_NAMES)}; got {tasks}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if length is not None and length < 1:
+        raise ValueError(f"length must be >= 1 or None, got {length}")
+    return tasks
+
+
 class SyntheticBlurDataset(Dataset):
     """Pairs of all blur types synthesised on the fly from sharp photographs.
 
@@ -139,16 +154,7 @@ class SyntheticBlurDataset(Dataset):
         self.image_paths = [Path(path) for path in image_paths]
         if not self.image_paths:
             raise ValueError("image_paths is empty: no sharp photographs to synthesise from")
-        if crop_size < 1:
-            raise ValueError(f"crop_size must be >= 1, got {crop_size}")
-        tasks = tuple(tasks)
-        unknown = [task for task in tasks if task not in TASK_NAMES]
-        if not tasks or unknown:
-            raise ValueError(f"tasks must be a non-empty subset of {', '.join(TASK_NAMES)}; got {tasks}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        if length is not None and length < 1:
-            raise ValueError(f"length must be >= 1 or None, got {length}")
+        tasks = check_synthesis_arguments(crop_size, tasks, seed, length)
         self.crop_size = crop_size
         self.tasks = tasks
         self.seed = seed
