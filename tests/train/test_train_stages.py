@@ -37,6 +37,10 @@ def test_stage1_run_initialises_stage2_that_equals_the_baseline_at_top1(tmp_path
     result = train(parse_config(tiny_config()), run, train_dataset=FakePairs(8))
     assert result.step == 4 and (run / "last" / "model.safetensors").is_file()
     baseline = load_model(run / "last")
+    # the saved config records the training crop (TLC sizes its window from it) and no path of
+    # this machine: a model directory is carried to others
+    assert baseline.config.train_crop == 32 and baseline.tlc_window == 48
+    assert str(tmp_path) not in (run / "last" / "config.json").read_text()
     demoe = build_training_model(stage2_config(run)).eval()  # init_from = the run directory
     images = torch.rand(3, 3, 32, 48)
     with torch.no_grad():

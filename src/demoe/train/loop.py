@@ -125,15 +125,21 @@ def _absolute_photos(photos: str | tuple[str, ...] | None) -> str | tuple[str, .
 
 
 def build_training_model(config: TrainConfig) -> DeblurUNet:
-    """The network of the config, initialised from a stage-1 baseline when model.init_from is set."""
-    model = build_model(config.model_config())
+    """The network of the config, initialised from a stage-1 baseline when model.init_from is set.
+
+    Its config records the training crop (`train_crop`, unless the model overrides set it): the
+    model directories the run saves carry it, and test-time local converter (--tlc) needs it."""
+    model_config = config.model_config()
+    if not model_config.train_crop:
+        model_config = model_config.replace(train_crop=config.data.train.crop_size)
+    model = build_model(model_config)
     if config.model.init_from is not None:
         directory = resolve_init_dir(config.model.init_from)
         try:
             baseline = load_model(directory)
         except WeightsNotFoundError as error:
             raise ConfigError(f"model.init_from: {error}") from None
-        if baseline.config.replace(name=model.config.name) == model.config:
+        if baseline.config.replace(name=model.config.name, train_crop=model.config.train_crop) == model.config:
             # A warm start: training continues from weights of this very architecture (the
             # shipped weights, a finished run); new optimizer and schedule.
             model.load_state_dict(baseline.state_dict())
@@ -701,7 +707,6 @@ def _save(run: _Run, step: int) -> None:
         }
         extra = {
             "stage": config.stage,
-            "run_dir": str(run.run_dir.resolve()),
             "weights": "ema" if run.ema is not None else "model",
             "step": step,
         }
