@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = gate(results["candidate"], results["reference"])
     passed = all(ok for _, ok, _ in checks)
     report = {
-        "candidate": str(args.candidate),
-        "reference": str(args.reference),
+        "candidate_dir": str(args.candidate),  # "candidate" and "reference" hold the results
+        "reference_dir": str(args.reference),
         "passed": passed,
         "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in checks],
         "targets": [{"target": t, "met": ok, "value": v} for t, ok, v in targets(results["candidate"])],
