@@ -1,8 +1,10 @@
+import json
+
 import pytest
 import torch
 
 import demoe
-from demoe.config import TASK_NAMES, baseline_of, experts_config_of, get_preset
+from demoe.config import TASK_NAMES, ModelConfig, baseline_of, experts_config_of, get_preset
 from demoe.model import DeblurUNet, init_experts_from_baseline
 from demoe.nn.layers import NAFBlock
 from demoe.nn.moe import MoEBlock, make_plan, top_k_weights
@@ -224,6 +226,21 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).image, model(x).image, rtol=0, atol=0)
         torch.testing.assert_close(loaded(x).router_probs, model(x).router_probs, rtol=0, atol=0)
+
+
+def test_from_pretrained_reads_back_what_save_pretrained_wrote(tmp_path):
+    model = tiny(fusion="residual", top_k=2)
+    assert model.save_pretrained(tmp_path / "m") == tmp_path / "m"
+    loaded = DeblurUNet.from_pretrained(tmp_path / "m", device="cpu")
+    assert type(loaded) is DeblurUNet and not loaded.training
+    assert loaded.config == model.config
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["model"]
+    assert ModelConfig.from_dict(saved) == model.config
+    x = torch.rand(2, 3, 19, 23)
+    with torch.no_grad():
+        expected, restored = model(x), loaded(x)
+    torch.testing.assert_close(restored.image, expected.image, rtol=0, atol=0)
+    torch.testing.assert_close(restored.router_probs, expected.router_probs, rtol=0, atol=0)
 
 
 def test_baseline_is_called_without_task_and_rejects_manual_tasks():

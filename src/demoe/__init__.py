@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 # Imported on first use (PEP 562), so that `import demoe` and the start of the `demoe` command
 # do not wait for PyTorch: the command can then answer Ctrl-C during its start-up with one line.
 _EXPORTED_FROM = {
-    "create_model": "demoe.checkpoints",
-    "load_model": "demoe.checkpoints",
+    "create_model": "demoe.model",
+    "load_model": "demoe.model",
     "PRESETS": "demoe.config",
     "TASK_NAMES": "demoe.config",
     "ModelConfig": "demoe.config",
@@ -26,10 +26,9 @@ _EXPORTED_FROM = {
 }
 
 if TYPE_CHECKING:
-    from demoe.checkpoints import create_model, load_model
     from demoe.config import PRESETS, TASK_NAMES, ModelConfig
     from demoe.inference.pipeline import Deblurrer, deblur
-    from demoe.model import DeblurOutput, DeblurUNet
+    from demoe.model import DeblurOutput, DeblurUNet, create_model, load_model
 
 
 def __getattr__(name: str):

@@ -2,7 +2,12 @@
 
 A model directory is the one on-disk format of demoe: `config.json` holds the `ModelConfig`,
 `model.safetensors` the state dict. Foreign layouts (the authors' `DeMoE.pt`) are converted into
-it in exactly one place, `convert_official_state_dict`.
+it in exactly one place, `map_official_state_dict`.
+
+This is the file-format layer: it does not import the networks (`demoe.model` imports it).
+`PretrainedNetwork` gives every network `save_pretrained` / `from_pretrained`; the functions
+that build a network (`load_model`, `create_model`, `convert_official`,
+`convert_official_state_dict`) live in `demoe.model` and are still importable from here.
 """
 
 from __future__ import annotations
@@ -12,15 +17,16 @@ import json
 import os
 import pickle
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import ClassVar, Self
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from demoe.config import ModelConfig, get_preset
+from demoe.config import ModelConfig
 from demoe.fileio import atomic_write
-from demoe.model import DeblurNetwork, DeblurUNet, build_model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -125,16 +131,17 @@ def _first_line(error: BaseException) -> str:
 
 
 def save_pretrained(
-    model: DeblurUNet,
+    model: torch.nn.Module,
     directory: str | os.PathLike,
     extra: dict | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write `config.json` + `model.safetensors` atomically into `directory`.
+    """Write `config.json` + `model.safetensors` of a network with a `config` (`ModelConfig`)
+    atomically into `directory` (created if needed), and return the directory.
 
     `extra` (JSON-serialisable) is stored beside the config under "extra" (e.g. training info).
     `dtype` (e.g. torch.float16, half the file size): floating-point tensors are stored in it;
-    `load_model` upcasts them to the model's float32 parameters.
+    loading upcasts them to the model's float32 parameters.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -254,27 +261,73 @@ def resolve_weights(path_or_name: str | os.PathLike | None) -> Path:
     )
 
 
-def load_model(path_or_name: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> DeblurNetwork:
-    """Load a model directory or bundled weights by name (None = the default weights).
-
-    The model is rebuilt from its config, its weights are loaded strictly, and it is returned
-    in eval mode.
-    """
-    directory = resolve_weights(path_or_name)
-    config = read_config(directory)
-    model = build_model(config)
-    state = read_weights(directory / WEIGHTS_FILE)
-    check_state_dict(model, state, str(directory / WEIGHTS_FILE))
+def load_weights(model: torch.nn.Module, directory: str | os.PathLike) -> None:
+    """Load a model directory's `model.safetensors` into `model` strictly: ModelDirectoryError
+    for a damaged file, CheckpointMismatchError unless keys and shapes are exactly the model's."""
+    path = Path(directory) / WEIGHTS_FILE
+    state = read_weights(path)
+    check_state_dict(model, state, str(path))
     model.load_state_dict(state, strict=True)
+
+
+def load_pretrained(
+    path_or_name: str | os.PathLike | None,
+    build: Callable[[ModelConfig], torch.nn.Module],
+    device: str | torch.device = "cpu",
+) -> torch.nn.Module:
+    """The network `build(config)` makes of a model directory's config (a path, or bundled
+    weights by name; None = the default weights), its weights loaded strictly, on `device`, in
+    eval mode."""
+    directory = resolve_weights(path_or_name)
+    model = build(read_config(directory))
+    load_weights(model, directory)
     return model.to(device).eval()
 
 
-def create_model(name: str, **overrides) -> DeblurNetwork:
-    """A freshly initialised model of a preset, with config fields overridden by keyword."""
-    config = get_preset(name)
-    if overrides:
-        config = config.replace(**overrides)
-    return build_model(config)
+class PretrainedNetwork(torch.nn.Module):
+    """Base of the networks built from a `ModelConfig`: `save_pretrained` writes a model
+    directory, `from_pretrained` reads one back. A subclass takes the config as its one
+    constructor argument, keeps it as `self.config`, and names in `architecture` the
+    `ModelConfig.architecture` it builds (None: an abstract base, nothing to load)."""
+
+    architecture: ClassVar[str | None] = None
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Self:
+        """This class's network from a model directory or bundled weights by name (None = the
+        default weights): rebuilt from its config.json, weights loaded strictly, eval mode.
+
+        ModelDirectoryError when the directory holds another architecture (`demoe.load_model`
+        loads any)."""
+        return load_pretrained(path_or_name, cls._from_config, device)
+
+    @classmethod
+    def _from_config(cls, config: ModelConfig) -> Self:
+        if cls.architecture is None or config.architecture != cls.architecture:
+            builds = f"builds architecture {cls.architecture!r}" if cls.architecture else "is a base class"
+            raise ModelDirectoryError(
+                f"the model directory holds {config.name!r}, a {config.architecture!r} network, and "
+                f"{cls.__name__} {builds}: load it with demoe.load_model, which builds any architecture"
+            )
+        return cls(config)
+
+    def save_pretrained(
+        self, directory: str | os.PathLike, extra: dict | None = None, dtype: torch.dtype | None = None
+    ) -> Path:
+        """Write `config.json` + `model.safetensors` into `directory` (created if needed); see
+        `demoe.checkpoints.save_pretrained` for `extra` and `dtype`."""
+        return save_pretrained(self, directory, extra=extra, dtype=dtype)
+
+
+# The network-building functions moved to demoe.model (which imports this module); they stay
+# importable from here, looked up on first use so that this module imports no network.
+_MOVED_TO_MODEL = frozenset({"load_model", "create_model", "convert_official", "convert_official_state_dict"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED_TO_MODEL:
+        return getattr(importlib.import_module("demoe.model"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,11 +393,12 @@ def _mismatch_lines(missing: list[str], unexpected: list[str], misshaped: list[s
     return lines
 
 
-def convert_official_state_dict(
-    official: dict[str, torch.Tensor], config: ModelConfig
+def map_official_state_dict(
+    official: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor], name: str
 ) -> dict[str, torch.Tensor]:
-    """Map an official DeMoE state dict onto ours, checking every key and shape."""
-    reference = DeblurUNet(config).state_dict()
+    """Map an official DeMoE state dict onto `reference`, the state dict of the network of
+    preset `name` it is converted into, checking every key and shape; tensors are cast to the
+    reference's dtypes. CheckpointMismatchError names what does not match."""
     converted: dict[str, torch.Tensor] = {}
     sources: dict[str, str] = {}
     for key, value in official.items():
@@ -363,7 +417,7 @@ def convert_official_state_dict(
     if missing or unexpected or misshaped:
         found = len(reference) - len(missing)
         lines = [
-            f"the checkpoint does not match the {config.name!r} architecture "
+            f"the checkpoint does not match the {name!r} architecture "
             f"({found} of its {len(reference)} keys found):"
         ]
         if found == 0:
@@ -388,16 +442,3 @@ def load_official_checkpoint(path: str | os.PathLike, trust: bool = False) -> di
             f"authors, found {keys}"
         )
     return state
-
-
-def convert_official(
-    checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "demoe", trust: bool = False
-) -> DeblurUNet:
-    """Convert `DeMoE.pt` into a demoe model directory and return the loaded model.
-    trust: also load Python objects other than weights from the file (trusted files only)."""
-    config = get_preset(preset)
-    state = convert_official_state_dict(load_official_checkpoint(checkpoint_path, trust=trust), config)
-    model = DeblurUNet(config)
-    model.load_state_dict(state, strict=True)
-    save_pretrained(model.eval(), out_dir, extra={"converted_from": str(Path(checkpoint_path).name)})
-    return model.eval()

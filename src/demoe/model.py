@@ -10,14 +10,17 @@ Legend: B batch, E experts (= blur classes), C channels, H/W image height/width.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from demoe.config import ModelConfig
+from demoe.checkpoints import PretrainedNetwork, load_official_checkpoint, load_pretrained, map_official_state_dict
+from demoe.config import ModelConfig, get_preset
 from demoe.nn.blocks import expert_block
 from demoe.nn.dense import DenseDeblurNet
 from demoe.nn.fftformer import FFTformer
@@ -62,7 +65,7 @@ class RouterOutput:
     probs: torch.Tensor
 
 
-class DeblurUNet(nn.Module):
+class DeblurUNet(PretrainedNetwork):
     """NAFNet U-Net with optional blur router and MoE decoder (the DeMoE architecture).
 
     Call: `model(x, task="auto", top_k=None, padding="zeros", tlc=False)` with x (B, 3, H, W),
@@ -85,11 +88,16 @@ class DeblurUNet(nn.Module):
         >>> out = model(torch.rand(2, 3, 37, 53))
         >>> out.image.shape, out.router_probs.shape
         (torch.Size([2, 3, 37, 53]), torch.Size([2, 5]))
+
+    `save_pretrained(directory)` writes a model directory, `DeblurUNet.from_pretrained(path)`
+    reads one back (`demoe.checkpoints.PretrainedNetwork`).
     """
+
+    architecture = "demoe"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if config.architecture != "demoe":
+        if config.architecture != self.architecture:
             raise ValueError(
                 f"DeblurUNet builds architecture 'demoe', not {config.architecture!r}: "
                 "build any config with demoe.model.build_model"
@@ -293,12 +301,6 @@ class DeblurUNet(nn.Module):
                 f"unknown task {task!r}; valid tasks: auto, {', '.join(self.task_names)}"
             ) from None
 
-    def save_pretrained(self, directory: str) -> None:
-        """Write `config.json` + `model.safetensors` into `directory` (created if needed)."""
-        from demoe.checkpoints import save_pretrained
-
-        save_pretrained(self, directory)
-
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -373,3 +375,43 @@ def init_experts_from_baseline(demoe: DeblurUNet, baseline: DeblurUNet) -> None:
             mapped[key] = value
     demoe.load_state_dict(mapped, strict=True)
 
+
+# ---------------------------------------------------------------------------------------------
+# Networks from presets, model directories and the authors' checkpoint. The file format is
+# demoe.checkpoints'; these build the network a config names.
+
+
+def load_model(path_or_name: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> DeblurNetwork:
+    """Load a model directory or bundled weights by name (None = the default weights).
+
+    The network of its config (any architecture, `build_model`) is rebuilt, its weights are
+    loaded strictly, and it is returned on `device` in eval mode.
+    """
+    return load_pretrained(path_or_name, build_model, device)
+
+
+def create_model(name: str, **overrides) -> DeblurNetwork:
+    """A freshly initialised model of a preset, with config fields overridden by keyword."""
+    config = get_preset(name)
+    if overrides:
+        config = config.replace(**overrides)
+    return build_model(config)
+
+
+def convert_official_state_dict(official: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """Map an official DeMoE state dict onto the DeblurUNet of `config`, checking every key and
+    shape (`demoe.checkpoints.map_official_state_dict`)."""
+    return map_official_state_dict(official, DeblurUNet(config).state_dict(), config.name)
+
+
+def convert_official(
+    checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "demoe", trust: bool = False
+) -> DeblurUNet:
+    """Convert `DeMoE.pt` into a demoe model directory and return the loaded model.
+    trust: also load Python objects other than weights from the file (trusted files only)."""
+    config = get_preset(preset)
+    state = convert_official_state_dict(load_official_checkpoint(checkpoint_path, trust=trust), config)
+    model = DeblurUNet(config)
+    model.load_state_dict(state, strict=True)
+    model.eval().save_pretrained(out_dir, extra={"converted_from": str(Path(checkpoint_path).name)})
+    return model

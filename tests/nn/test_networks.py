@@ -6,11 +6,14 @@ import pytest
 import torch
 
 import demoe
+from demoe.checkpoints import ModelDirectoryError
 from demoe.config import PRESETS, ModelConfig, baseline_of, get_preset
 from demoe.evaluation.cost import count_macs, count_macs_of_config, count_parameters_of_config, macs_by_operator
-from demoe.model import build_model, init_experts_from_baseline
+from demoe.model import DeblurUNet, build_model, init_experts_from_baseline
 from demoe.nn.dense import DenseDeblurNet
 from demoe.nn.fftformer import from_patches, to_patches
+from demoe.nn.promptir import PromptIR
+from demoe.nn.restormer import Restormer
 from demoe.nn.wavelet import LearnableWaveletNetwork, dwt2, idwt2
 
 from random_weights import randomize_
@@ -83,9 +86,25 @@ def test_save_load_round_trip(name, tmp_path):
     model.save_pretrained(tmp_path / name)
     loaded = demoe.load_model(tmp_path / name)
     assert type(loaded) is type(model) and loaded.config == model.config
+    again = type(model).from_pretrained(tmp_path / name)
+    assert type(again) is type(model) and again.config == model.config and not again.training
     x = torch.rand(1, 3, 17, 20)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).image, model(x).image)
+        torch.testing.assert_close(again(x).image, model(x).image, rtol=0, atol=0)
+
+
+def test_from_pretrained_of_another_class_is_refused(tmp_path):
+    tiny_model("restormer").save_pretrained(tmp_path / "restormer")
+    build_model(get_preset("demoe-tiny")).save_pretrained(tmp_path / "demoe")
+    with pytest.raises(ModelDirectoryError, match="'restormer' network, and DeblurUNet builds architecture 'demoe'"):
+        DeblurUNet.from_pretrained(tmp_path / "restormer")
+    with pytest.raises(ModelDirectoryError, match="PromptIR builds architecture 'promptir': load it with demoe.load_model"):
+        PromptIR.from_pretrained(tmp_path / "restormer")
+    with pytest.raises(ModelDirectoryError, match="DenseDeblurNet is a base class"):
+        DenseDeblurNet.from_pretrained(tmp_path / "restormer")
+    with pytest.raises(ModelDirectoryError, match="'demoe' network, and Restormer"):
+        Restormer.from_pretrained(tmp_path / "demoe")
 
 
 @pytest.mark.parametrize("name", VARIANTS)

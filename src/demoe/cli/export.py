@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
 import torch
 
-from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError, load_model
+from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError
+from demoe.cli.common import CommandError, add_output_argument, add_weights_argument, check_top_k, output_of
+from demoe.model import load_model
 
 TOLERANCE = 1e-4  # max |eager - onnxruntime| accepted by the check
 
@@ -31,9 +32,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "preset). The graph is then run with onnxruntime on a random image and compared with "
         f"eager PyTorch; exit status 1 if they differ by more than {TOLERANCE:g}.",
     )
-    onnx.add_argument("out", metavar="OUT.onnx", help="ONNX file to write")
+    add_output_argument(onnx, "ONNX file to write", metavar="OUT.onnx", required=True, positional=True)
     onnx.add_argument("--task", required=True, help="auto or a task name (the expert to keep)")
-    onnx.add_argument("--weights", default=None, help="model directory or bundled name (default: bundled default)")
+    add_weights_argument(onnx)
     onnx.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
                       help="input height and width (default 256 256); the only size unless --dynamic")
     onnx.add_argument("--dynamic", action="store_true", help="any batch size, height and width")
@@ -46,18 +47,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 def run_export_onnx(args: argparse.Namespace) -> int:
     from demoe.export import OnnxDeblurModel, export_onnx, max_abs_difference
 
+    out = output_of(args)
     try:
         model = load_model(args.weights).eval()
     except (WeightsNotFoundError, CheckpointReadError) as error:
-        print(f"demoe export onnx: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
+    check_top_k(args.top_k, model.config)
     try:
-        path = export_onnx(
-            model, args.out, task=args.task, top_k=args.top_k, size=tuple(args.size), dynamic=args.dynamic
-        )
+        path = export_onnx(model, out, task=args.task, top_k=args.top_k, size=tuple(args.size), dynamic=args.dynamic)
     except ValueError as error:
-        print(f"demoe export onnx: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     runner = OnnxDeblurModel(path)
     probe = torch.rand(1, model.config.image_channels, *args.size)
     difference = max_abs_difference(model, runner, probe, task=args.task, top_k=args.top_k)
@@ -75,8 +74,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
             f"onnxruntime {onnx_ms:.1f} ms (median of {args.repeats})"
         )
     if difference > TOLERANCE:
-        print("demoe export onnx: the graph disagrees with eager PyTorch", file=sys.stderr)
-        return 1
+        raise CommandError("the graph disagrees with eager PyTorch", status=1)
     return 0
 
 

@@ -38,12 +38,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from demoe.checkpoints import load_model
 from demoe.imageio import to_float
 from demoe.imageio import pil_from_pixels, pixels_from_pil
 from demoe.inference.memory import MemoryPlan, memory_budget, plan_restoration
 from demoe.inference.tiling import TileBlender, core_spans, tile_grid, tile_spans
-from demoe.model import DeblurUNet
+from demoe.model import DeblurUNet, load_model
 from demoe.nn.dense import DenseDeblurNet
 from demoe.nn.layers import (
     RecordedStatistics,

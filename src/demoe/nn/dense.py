@@ -12,17 +12,18 @@ Legend: B batch, H/W image height/width.
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
+from demoe.checkpoints import PretrainedNetwork
 from demoe.config import ModelConfig
 from demoe.nn.output import DeblurOutput
 
 
-class DenseDeblurNet(nn.Module):
-    """Base of the dense networks: subclasses build their layers from `config` and implement
-    `restore(padded)`, (B, 3, H', W') -> (B, 3, H', W') with H', W' multiples of
-    `config.size_multiple`, the global residual included.
+class DenseDeblurNet(PretrainedNetwork):
+    """Base of the dense networks: subclasses build their layers from `config`, name the
+    `architecture` they build (for `from_pretrained`) and implement `restore(padded)`,
+    (B, 3, H', W') -> (B, 3, H', W') with H', W' multiples of `config.size_multiple`, the
+    global residual included.
 
     Call: `model(x)` with x (B, 3, H, W), float in [0, 1], any H, W >= 1.
     """
@@ -82,12 +83,6 @@ class DenseDeblurNet(nn.Module):
 
     def task_index(self, task: str) -> int:
         raise ValueError(f"this model has no experts: task {task!r} cannot be chosen, only 'auto'")
-
-    def save_pretrained(self, directory: str) -> None:
-        """Write `config.json` + `model.safetensors` into `directory` (created if needed)."""
-        from demoe.checkpoints import save_pretrained  # checkpoints imports the networks
-
-        save_pretrained(self, directory)
 
     @property
     def num_parameters(self) -> int:

@@ -158,6 +158,8 @@ class FFTformer(DenseDeblurNet):
     blocks, FFN expansion 3).
     """
 
+    architecture = "fftformer"
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         width, expansion = config.width, config.ffn_expansion

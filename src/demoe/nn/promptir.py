@@ -71,6 +71,8 @@ class PromptIR(DenseDeblurNet):
     channels and 64/32/16 pixels, 5 per level).
     """
 
+    architecture = "promptir"
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         width, heads, expansion = config.width, config.attention_heads, config.ffn_expansion

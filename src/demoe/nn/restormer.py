@@ -110,6 +110,8 @@ class Restormer(DenseDeblurNet):
     FFN expansion 2.66): 26.1 M parameters.
     """
 
+    architecture = "restormer"
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         width, heads, expansion = config.width, config.attention_heads, config.ffn_expansion

@@ -161,6 +161,8 @@ class SFHformer(DenseDeblurNet):
     (width 32, depths 6-6-10-6-6).
     """
 
+    architecture = "sfhformer"
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         width = config.width

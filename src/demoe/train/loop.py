@@ -31,9 +31,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from demoe.checkpoints import WeightsNotFoundError, load_model
+from demoe.checkpoints import WeightsNotFoundError
 from demoe.data.synthetic import SyntheticBlurBatches
-from demoe.model import DeblurUNet, build_model, init_experts_from_baseline
+from demoe.model import DeblurUNet, build_model, init_experts_from_baseline, load_model
 from demoe.train import checkpointing
 from demoe.train.config import ConfigError, DataConfig, TrainConfig, dump_config, parse_yaml
 from demoe.train.data import ResumableSampler, build_dataset, make_loader
