@@ -1,11 +1,13 @@
 """Training configs: strict parsing, dotted overrides, the shipped recipes."""
 
+import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from demoe.cli import main
-from demoe.train.config import ConfigError, apply_override, load_config, parse_config
+from demoe.train.config import ConfigError, apply_override, load_config, parse_config, validate
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST_DATA = {"train": {"manifest": "train.jsonl"}}
@@ -114,6 +116,20 @@ def test_inconsistent_settings_name_the_key(values, message):
     values = {"data": MANIFEST_DATA, **values}
     with pytest.raises(ConfigError, match=message):
         parse_config(values)
+
+
+def test_validate_leaves_its_argument_as_it_was():
+    config = parse_config({"data": {**MANIFEST_DATA, "val": {"manifest": "val.jsonl"}},
+                           "model": {"overrides": {"router_noise_std": 0.5, "width": 16}}})
+    before = copy.deepcopy(config)
+    overrides = config.model.overrides
+    validate(config)
+    assert config == before and config.model.overrides is overrides
+    bad = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=0))
+    bad_before = copy.deepcopy(bad)
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        validate(bad)
+    assert bad == bad_before
 
 
 def test_shipped_configs_parse():

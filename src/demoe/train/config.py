@@ -271,86 +271,114 @@ def parse_config(values: dict[str, Any]) -> TrainConfig:
 
 
 def validate(config: TrainConfig) -> None:
-    """Cross-field checks (the config is not changed); every error names the key to fix."""
+    """Cross-field checks (the config is not changed); every error names the key to fix.
+
+    In this order: the model, the stage's recipe, routing and losses, the data sections, the
+    numbers (steps, rates, counts)."""
+    model_config = _validated_model_config(config)
+    if config.stage == "pretrain":
+        _validate_pretrain(config, model_config)
+    else:
+        _validate_experts(config, model_config)
+    _validate_routing_and_losses(config, model_config)
+    for section_name, data in (("data.train", config.data.train), ("data.val", config.data.val)):
+        if data is not None:
+            _validate_data(section_name, data, model_config)
+    _validate_numbers(config, model_config)
+
+
+def _validated_model_config(config: TrainConfig) -> ModelConfig:
     for name, value in config.model.overrides.items():
         _convert_model_override(name, value)
     try:
-        model_config = config.model_config()
+        return config.model_config()
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
-    if config.stage == "pretrain":
-        if model_config.is_moe:
-            raise ConfigError(
-                f"model.preset: stage 'pretrain' trains a baseline (num_experts == 0); "
-                f"{config.model.preset!r} has experts — use stage 'experts' or a baseline preset"
-            )
-        if config.train.trainable == "router":
-            # Router calibration: a pre-trained baseline's router head alone, trained with CE.
-            if config.model.init_from is None:
-                raise ConfigError("train.trainable: 'router' calibrates a pre-trained model's router; set model.init_from")
-            if config.loss.class_weight <= 0 or config.loss.pixel_weight != 0:
-                raise ConfigError("train.trainable 'router' trains with the classification loss only: "
-                                  "set loss.pixel_weight 0 and loss.class_weight > 0")
-        # Otherwise model.init_from in stage 1 is a warm start: training continues from the
-        # weights of a model directory of the same architecture (new optimizer and schedule).
-        if config.train.forced_task is not None:
-            raise ConfigError("train.forced_task needs a model with experts (stage 'experts')")
-    else:
-        if not model_config.is_moe and config.model.init_from is None:
-            # A dense model in stage 2 is only the same-budget baseline continued from stage 1.
-            raise ConfigError(
-                f"model.preset: stage 'experts' trains a model with MoE blocks; "
-                f"{config.model.preset!r} has none (a dense model needs model.init_from: it "
-                "continues a stage-1 run as the same-budget baseline)"
-            )
-        if config.model.init_from is None and config.train.trainable == "decoder":
-            raise ConfigError(
-                "train.trainable: 'decoder' freezes the encoder and router, which only makes "
-                "sense when they are pre-trained; set model.init_from to a stage-1 run, or use "
-                "train.trainable: all (end-to-end training from scratch)"
-            )
-        if config.train.trainable == "decoder" and config.loss.class_weight != 0:
-            raise ConfigError(
-                "loss.class_weight must be 0 when train.trainable is 'decoder' (the router is "
-                "frozen, so the classification loss has nothing to train)"
-            )
-        if config.train.routing == "label" and config.train.forced_task is not None:
-            raise ConfigError("train.routing 'label' and train.forced_task exclude each other")
-        if config.train.forced_task is not None and config.train.forced_task not in model_config.task_names:
-            raise ConfigError(
-                f"train.forced_task: unknown task {config.train.forced_task!r}; valid tasks: "
-                f"{', '.join(model_config.task_names)}"
-            )
+
+
+def _validate_pretrain(config: TrainConfig, model_config: ModelConfig) -> None:
+    if model_config.is_moe:
+        raise ConfigError(
+            f"model.preset: stage 'pretrain' trains a baseline (num_experts == 0); "
+            f"{config.model.preset!r} has experts — use stage 'experts' or a baseline preset"
+        )
+    if config.train.trainable == "router":
+        # Router calibration: a pre-trained baseline's router head alone, trained with CE.
+        if config.model.init_from is None:
+            raise ConfigError("train.trainable: 'router' calibrates a pre-trained model's router; set model.init_from")
+        if config.loss.class_weight <= 0 or config.loss.pixel_weight != 0:
+            raise ConfigError("train.trainable 'router' trains with the classification loss only: "
+                              "set loss.pixel_weight 0 and loss.class_weight > 0")
+    # Otherwise model.init_from in stage 1 is a warm start: training continues from the
+    # weights of a model directory of the same architecture (new optimizer and schedule).
+    if config.train.forced_task is not None:
+        raise ConfigError("train.forced_task needs a model with experts (stage 'experts')")
+
+
+def _validate_experts(config: TrainConfig, model_config: ModelConfig) -> None:
+    if not model_config.is_moe and config.model.init_from is None:
+        # A dense model in stage 2 is only the same-budget baseline continued from stage 1.
+        raise ConfigError(
+            f"model.preset: stage 'experts' trains a model with MoE blocks; "
+            f"{config.model.preset!r} has none (a dense model needs model.init_from: it "
+            "continues a stage-1 run as the same-budget baseline)"
+        )
+    if config.model.init_from is None and config.train.trainable == "decoder":
+        raise ConfigError(
+            "train.trainable: 'decoder' freezes the encoder and router, which only makes "
+            "sense when they are pre-trained; set model.init_from to a stage-1 run, or use "
+            "train.trainable: all (end-to-end training from scratch)"
+        )
+    if config.train.trainable == "decoder" and config.loss.class_weight != 0:
+        raise ConfigError(
+            "loss.class_weight must be 0 when train.trainable is 'decoder' (the router is "
+            "frozen, so the classification loss has nothing to train)"
+        )
+    if config.train.routing == "label" and config.train.forced_task is not None:
+        raise ConfigError("train.routing 'label' and train.forced_task exclude each other")
+    if config.train.forced_task is not None and config.train.forced_task not in model_config.task_names:
+        raise ConfigError(
+            f"train.forced_task: unknown task {config.train.forced_task!r}; valid tasks: "
+            f"{', '.join(model_config.task_names)}"
+        )
+
+
+def _validate_routing_and_losses(config: TrainConfig, model_config: ModelConfig) -> None:
     if config.train.routing == "label" and not model_config.is_moe:
         raise ConfigError("train.routing: 'label' needs a model with experts (stage 'experts')")
     if config.loss.class_weight > 0 and not model_config.router:
         raise ConfigError("loss.class_weight > 0 needs a model with a router (model.preset)")
     if config.loss.pixel_weight < 0 or config.loss.class_weight < 0:
         raise ConfigError("loss.pixel_weight and loss.class_weight must be >= 0")
-    for section_name, data in (("data.train", config.data.train), ("data.val", config.data.val)):
-        if data is None:
-            continue
-        if data.kind == "manifest" and data.manifest is None:
-            raise ConfigError(f"{section_name}.manifest: required when {section_name}.kind is 'manifest'")
-        if data.kind in ("synthetic", "synthetic_device") and data.photos is None:
-            raise ConfigError(f"{section_name}.photos: required when {section_name}.kind is {data.kind!r}")
-        if section_name == "data.val" and data.kind == "synthetic_device":
-            raise ConfigError("data.val.kind: 'synthetic_device' is for training; validate on the reference "
-                              "generator with kind 'synthetic' (the same photographs and blur models)")
-        if data.crop_size < model_config.size_multiple or data.crop_size % model_config.size_multiple:
-            raise ConfigError(
-                f"{section_name}.crop_size: must be a positive multiple of "
-                f"{model_config.size_multiple} for this model, got {data.crop_size}"
-            )
-        unknown = [task for task in data.tasks if task not in TASK_NAMES]
-        if unknown or not data.tasks:
-            raise ConfigError(
-                f"{section_name}.tasks: unknown tasks {unknown} (valid: {', '.join(TASK_NAMES)})"
-            )
-        if not 0.0 <= data.dark_scenes <= 1.0:
-            raise ConfigError(f"{section_name}.dark_scenes: must be in [0, 1], got {data.dark_scenes}")
-        if data.length is not None and data.length < 1:
-            raise ConfigError(f"{section_name}.length: must be >= 1")
+
+
+def _validate_data(section_name: str, data: DataConfig, model_config: ModelConfig) -> None:
+    """One data section (`data.train` or `data.val`)."""
+    if data.kind == "manifest" and data.manifest is None:
+        raise ConfigError(f"{section_name}.manifest: required when {section_name}.kind is 'manifest'")
+    if data.kind in ("synthetic", "synthetic_device") and data.photos is None:
+        raise ConfigError(f"{section_name}.photos: required when {section_name}.kind is {data.kind!r}")
+    if section_name == "data.val" and data.kind == "synthetic_device":
+        raise ConfigError("data.val.kind: 'synthetic_device' is for training; validate on the reference "
+                          "generator with kind 'synthetic' (the same photographs and blur models)")
+    if data.crop_size < model_config.size_multiple or data.crop_size % model_config.size_multiple:
+        raise ConfigError(
+            f"{section_name}.crop_size: must be a positive multiple of "
+            f"{model_config.size_multiple} for this model, got {data.crop_size}"
+        )
+    unknown = [task for task in data.tasks if task not in TASK_NAMES]
+    if unknown or not data.tasks:
+        raise ConfigError(
+            f"{section_name}.tasks: unknown tasks {unknown} (valid: {', '.join(TASK_NAMES)})"
+        )
+    if not 0.0 <= data.dark_scenes <= 1.0:
+        raise ConfigError(f"{section_name}.dark_scenes: must be in [0, 1], got {data.dark_scenes}")
+    if data.length is not None and data.length < 1:
+        raise ConfigError(f"{section_name}.length: must be >= 1")
+
+
+def _validate_numbers(config: TrainConfig, model_config: ModelConfig) -> None:
+    """Steps, rates and counts: each in its range."""
     positive = {
         "train.batch_size": config.train.batch_size,
         "train.epochs": config.train.epochs,
