@@ -233,6 +233,29 @@ class _Pass:
     fp32_fallback: bool
 
 
+@dataclass(frozen=True)
+class _Choice:
+    """How `Deblurrer.restore` picks the experts of one image: its arguments, checked."""
+
+    task: str
+    top_k: int
+    fixed: torch.Tensor | None  # (1, E) weights decided by the caller, or None: routing decides
+    min_confidence: float | None
+    uncertain: UncertainPolicy
+    soft_top_k: int
+    tlc: bool
+
+
+@dataclass(frozen=True)
+class _Restored:
+    rgb: np.ndarray  # (H, W, 3) float32, not clamped
+    probs: np.ndarray | None  # (E,) router softmax of the image (None: no router, or not asked)
+    weights: torch.Tensor | None  # (1, E) the experts' mixing weights, on the CPU
+    low_confidence: bool
+    fp32_fallback: bool
+    tiles: int
+
+
 class Deblurrer:
     """A loaded deblurring model, for restoring many images.
 
@@ -437,8 +460,42 @@ class Deblurrer:
         """
         start = time.perf_counter()
         parts = _split(image)
-        config = self.model.config
         self.check_tlc(tlc)
+        top_k, tile = self._checked_options(task, top_k, tile, tile_overlap, uncertain, min_confidence)
+        auto_tile = 0
+        if max_memory != 0:
+            auto_tile = self._tile_for_memory(
+                parts, task, top_k, tile, tile_overlap, uncertain, soft_top_k, expert_weights, max_memory
+            )
+            tile = auto_tile or tile
+        fixed = None if expert_weights is None else self.fixed_weights(expert_weights)  # (1, E)
+        choice = _Choice(task, top_k, fixed, min_confidence, uncertain, soft_top_k, tlc)
+        height, width = parts.color.shape[:2]
+        if tile and (height > tile or width > tile):
+            restored = self._restore_tiled(parts.color, choice, tile, tile_overlap, router_max_pixels or tile * tile)
+        else:
+            restored = self._restore_whole(parts.color, choice)
+        probs = restored.probs
+        used = self._experts_used(restored.weights)
+        return DeblurResult(
+            image=_assemble(parts, restored.rgb),
+            task_probs=None if probs is None else dict(zip(self.task_names, map(float, probs))),
+            experts_used=[name for name, _ in used],
+            entropy=None if probs is None else entropy_nats(probs),
+            seconds=time.perf_counter() - start,
+            low_confidence=bool(restored.low_confidence),
+            tiles=restored.tiles,
+            fp32_fallback=restored.fp32_fallback,
+            expert_weights=dict(used),
+            auto_tile=auto_tile,
+        )
+
+    def _checked_options(
+        self, task: str, top_k: int | None, tile: int, tile_overlap: int, uncertain: str, min_confidence: float | None
+    ) -> tuple[int, int]:
+        """`restore`'s options checked (ValueError naming the valid values): top_k (None = the
+        model's) and the tile side rounded down to a multiple of the model's size multiple."""
+        config = self.model.config
         if top_k is None:
             top_k = config.top_k
         if task != "auto":
@@ -453,87 +510,91 @@ class Deblurrer:
             raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
         if tile < 0:
             raise ValueError(f"tile must be >= 0 (0 = whole image), got {tile}")
-        height, width = parts.color.shape[:2]
         if tile:
             multiple = config.size_multiple
             tile = max(multiple, tile // multiple * multiple)
             if not 0 <= tile_overlap < tile:
                 raise ValueError(f"tile_overlap must be in [0, tile) = [0, {tile}), got {tile_overlap}")
-        auto_tile = 0
-        if max_memory != 0:
-            mixed = max(top_k, soft_top_k) if uncertain == "soft" else top_k
-            if task != "auto" or not config.is_moe:
-                mixed = 1
-            elif expert_weights is not None:
-                mixed = sum(1 for weight in expert_weights.values() if weight > 0)
-            channels = parts.color.shape[2] + (parts.alpha is not None)
-            plan = self.plan_memory(height, width, channels, parts.dtype.itemsize, tile, tile_overlap, mixed,
-                                    max_memory, pixels_in_memory=True)
-            if plan.auto:
-                tile = auto_tile = max(config.size_multiple, plan.tile // config.size_multiple * config.size_multiple)
-        tiled = bool(tile) and (height > tile or width > tile)
-        is_moe = config.is_moe
-        fixed = None if expert_weights is None else self.fixed_weights(expert_weights)  # (1, E)
+        return top_k, tile
 
-        fp32_fallback = False
-        if not tiled:
-            # One pass gives the router's verdict and the restoration; a low-confidence image
-            # under uncertain="soft" is restored a second time with the wider mixture.
-            x = _rgb_tensor(parts.color, self.device)
-            if fixed is not None:
-                pass_ = self._forward(x, fixed.to(self.device), None, tlc)
-            else:
-                pass_ = self._forward(x, task, top_k if is_moe else None, tlc)
-            probs, weights, fp32_fallback = pass_.probs, pass_.expert_weights, pass_.fp32_fallback
-            restored = pass_.image
-            low_confidence = _below(probs, min_confidence)
-            if low_confidence and uncertain == "soft" and task == "auto" and is_moe and fixed is None:
-                soft_weights = top_k_weights(torch.from_numpy(probs).float()[None], max(top_k, soft_top_k))
-                if not torch.equal(soft_weights, weights):
-                    weights = soft_weights
-                    pass_ = self._forward(x, weights.to(self.device), None, tlc)
-                    restored, fp32_fallback = pass_.image, fp32_fallback or pass_.fp32_fallback
-            output_rgb = restored[0].permute(1, 2, 0).cpu().numpy()  # (H, W, 3) float32
-            num_tiles = 1
-        elif fixed is not None:
-            probs, low_confidence, weights = None, False, fixed
+    def _tile_for_memory(
+        self,
+        parts: _Pixels,
+        task: str,
+        top_k: int,
+        tile: int,
+        tile_overlap: int,
+        uncertain: str,
+        soft_top_k: int,
+        expert_weights: Mapping[str, float] | None,
+        max_memory: int | None,
+    ) -> int:
+        """The tile side to restore in because the whole image does not fit in `max_memory`
+        (0: the restoration fits as asked); NotEnoughMemoryError when nothing fits."""
+        config = self.model.config
+        mixed = max(top_k, soft_top_k) if uncertain == "soft" else top_k
+        if task != "auto" or not config.is_moe:
+            mixed = 1
+        elif expert_weights is not None:
+            mixed = sum(1 for weight in expert_weights.values() if weight > 0)
+        height, width, channels = parts.color.shape
+        channels += parts.alpha is not None
+        plan = self.plan_memory(height, width, channels, parts.dtype.itemsize, tile, tile_overlap, mixed,
+                                max_memory, pixels_in_memory=True)
+        if not plan.auto:
+            return 0
+        return max(config.size_multiple, plan.tile // config.size_multiple * config.size_multiple)
+
+    def _restore_whole(self, color: np.ndarray, choice: _Choice) -> _Restored:
+        """One pass gives the router's verdict and the restoration; a low-confidence image under
+        uncertain="soft" is restored a second time with the wider mixture."""
+        is_moe = self.model.config.is_moe
+        x = _rgb_tensor(color, self.device)
+        if choice.fixed is not None:
+            pass_ = self._forward(x, choice.fixed.to(self.device), None, choice.tlc)
         else:
-            probs = self._router_probs(parts.color, router_max_pixels or tile * tile, tlc)
-            low_confidence = _below(probs, min_confidence)
-            k = top_k
-            if low_confidence and uncertain == "soft" and task == "auto":
-                k = max(top_k, soft_top_k)
-            weights = self._weights(probs, task, k)  # (1, E) or None without experts
-        if tiled:
-            routing = "auto" if weights is None else weights.to(self.device)
-            statistics = None
-            if not tlc:  # TLC's statistics are local by design
-                statistics = self._image_statistics(
-                    parts.color, routing, tile, tile_overlap, router_max_pixels or tile * tile
-                )
-            blender = TileBlender(height, width, 3, tile_overlap)
-            tiles = tile_grid(height, width, tile, tile_overlap, align=config.size_multiple)
-            for region in tiles:
-                x = _rgb_tensor(parts.color[region.top : region.bottom, region.left : region.right], self.device)
-                pass_ = self._forward(x, routing, None, tlc, statistics)
-                fp32_fallback |= pass_.fp32_fallback
-                blender.add(region, pass_.image[0].permute(1, 2, 0).cpu().numpy())
-            output_rgb = blender.result()
-            num_tiles = len(tiles)
+            pass_ = self._forward(x, choice.task, choice.top_k if is_moe else None, choice.tlc)
+        probs, weights, fp32_fallback = pass_.probs, pass_.expert_weights, pass_.fp32_fallback
+        restored = pass_.image
+        low_confidence = _below(probs, choice.min_confidence)
+        if low_confidence and choice.uncertain == "soft" and choice.task == "auto" and is_moe and choice.fixed is None:
+            soft_weights = top_k_weights(torch.from_numpy(probs).float()[None], max(choice.top_k, choice.soft_top_k))
+            if not torch.equal(soft_weights, weights):
+                weights = soft_weights
+                pass_ = self._forward(x, weights.to(self.device), None, choice.tlc)
+                restored, fp32_fallback = pass_.image, fp32_fallback or pass_.fp32_fallback
+        rgb = restored[0].permute(1, 2, 0).cpu().numpy()  # (H, W, 3) float32
+        return _Restored(rgb, probs, weights, low_confidence, fp32_fallback, tiles=1)
 
-        used = self._experts_used(weights)
-        return DeblurResult(
-            image=_assemble(parts, output_rgb),
-            task_probs=None if probs is None else dict(zip(self.task_names, map(float, probs))),
-            experts_used=[name for name, _ in used],
-            entropy=None if probs is None else entropy_nats(probs),
-            seconds=time.perf_counter() - start,
-            low_confidence=bool(low_confidence),
-            tiles=num_tiles,
-            fp32_fallback=fp32_fallback,
-            expert_weights=dict(used),
-            auto_tile=auto_tile,
-        )
+    def _restore_tiled(
+        self, color: np.ndarray, choice: _Choice, tile: int, tile_overlap: int, view_pixels: int
+    ) -> _Restored:
+        """The experts chosen once for the whole image (from the router's view of at most
+        view_pixels pixels, or the caller's weights), then every tile restored with them and
+        with the whole image's channel statistics (TLC's are local: none then)."""
+        if choice.fixed is not None:
+            probs, low_confidence, weights = None, False, choice.fixed
+        else:
+            probs = self._router_probs(color, view_pixels, choice.tlc)
+            low_confidence = _below(probs, choice.min_confidence)
+            k = choice.top_k
+            if low_confidence and choice.uncertain == "soft" and choice.task == "auto":
+                k = max(choice.top_k, choice.soft_top_k)
+            weights = self._weights(probs, choice.task, k)  # (1, E) or None without experts
+        routing = "auto" if weights is None else weights.to(self.device)
+        statistics = None
+        if not choice.tlc:
+            statistics = self._image_statistics(color, routing, tile, tile_overlap, view_pixels)
+        height, width = color.shape[:2]
+        blender = TileBlender(height, width, 3, tile_overlap)
+        tiles = tile_grid(height, width, tile, tile_overlap, align=self.model.config.size_multiple)
+        fp32_fallback = False
+        for region in tiles:
+            x = _rgb_tensor(color[region.top : region.bottom, region.left : region.right], self.device)
+            pass_ = self._forward(x, routing, None, choice.tlc, statistics)
+            fp32_fallback |= pass_.fp32_fallback
+            blender.add(region, pass_.image[0].permute(1, 2, 0).cpu().numpy())
+        return _Restored(blender.result(), probs, weights, low_confidence, fp32_fallback, tiles=len(tiles))
 
     def plan_memory(
         self,
