@@ -37,7 +37,7 @@ from demoe.imageio import (
     write_image,
 )
 from demoe.inference.memory import MemoryPlan, NotEnoughMemoryError, format_bytes
-from demoe.inference.pipeline import Deblurrer, UncertainPolicy
+from demoe.inference.pipeline import DeblurResult, Deblurrer, UncertainPolicy
 from demoe.inference.walk import broken_link_reason, glob_files, walk
 
 OutputFormat = Literal["same", "png", "tiff", "jpg"]
@@ -281,85 +281,112 @@ def run_batch(
     (default the inputs; a sharded run passes the inputs of every rank).
     """
     start = time.perf_counter()
-    report = report or ReportWriter(None)
-    summary = BatchSummary()
     if protected is None:
         protected = {item.path.resolve() for item in inputs.files}
-    claimed: dict[Path, str] = {}
-
-    def fail(name: str, reason: str) -> None:
-        summary.failed.append((name, reason))
-        say(f"error: {name}: {reason}")
-        report.write({"input": name, "error": reason})
-
+    run = _BatchRun(out_dir, deblurrer, options, report or ReportWriter(None), say, protected)
     for spec, reason in inputs.errors:
-        fail(spec, reason)
-
-    said_auto_tile = False
+        run.fail(spec, reason)
     progress = tqdm(inputs.files, unit="image", disable=True if quiet else None, dynamic_ncols=True)
     for item in progress:
+        run.restore(item)
+    progress.close()
+    run.summary.seconds = time.perf_counter() - start
+    return run.summary
+
+
+@dataclass
+class _BatchRun:
+    """One `run_batch`: what it was asked, the outputs written so far (output -> input), the
+    counts, and whether the note about automatic tiling was said."""
+
+    out_dir: Path
+    deblurrer: Deblurrer
+    options: BatchOptions
+    report: ReportWriter
+    say: Callable[[str], None]
+    protected: set[Path]
+    claimed: dict[Path, str] = field(default_factory=dict)
+    summary: BatchSummary = field(default_factory=BatchSummary)
+    said_auto_tile: bool = False
+
+    def fail(self, name: str, reason: str) -> None:
+        report_failure(self.summary, self.report, self.say, name, reason)
+
+    def restore(self, item: InputFile) -> None:
+        """Restore one file and report it, or report on one line why not; the batch goes on."""
         name = str(item.path)
         try:
-            target = output_path(item, out_dir, options.suffix, options.output_format)
-            _check_target(target, protected, claimed)
-            if options.skip_existing and target.exists():
-                if is_complete_output(target):
-                    summary.skipped += 1
-                    report.write({"input": name, "output": str(target), "skipped": True})
-                    continue
-                say(f"note: {target} exists but is empty or unreadable: restoring {name} again")
-            plan = _plan_before_decoding(item.path, deblurrer, options)  # NotEnoughMemoryError
-            image = read_image(item.path, options.max_pixels)
-            detected = output_path(item, out_dir, options.suffix, options.output_format, image.format)
-            if detected != target:  # the extension did not name the file's real format
-                target = detected
-                _check_target(target, protected, claimed)
-            file_format = SUFFIX_FORMAT[target.suffix.lower()]
-            out_dtype = np.dtype(np.uint8) if file_format in _EIGHT_BIT_FORMATS else image.pixels.dtype
-            check_writable(target, image.pixels.shape, out_dtype, file_format)
-            result = deblurrer.restore(
-                image.pixels,
-                task=options.task,
-                top_k=options.top_k,
-                tile=options.tile,
-                tile_overlap=options.tile_overlap,
-                min_confidence=options.min_confidence,
-                uncertain=options.uncertain,
-                max_memory=options.max_memory,
-                tlc=options.tlc,
-            )
-            if result.auto_tile and not said_auto_tile:
-                said_auto_tile = True
-                numbers = "" if plan is None or plan.available is None else (
-                    f" (about {format_bytes(plan.whole_needed)} needed, {format_bytes(plan.available)} available)")
-                say(f"note: {name} is too large for a whole-image pass in the memory available{numbers}: "
-                    f"restored in {result.auto_tile}-px tiles; other such images are tiled without a note "
-                    "(--tile N sets the tile size)")
-            pixels = result.image
-            if file_format in _EIGHT_BIT_FORMATS and pixels.dtype == np.uint16:
-                pixels = np.round(pixels / 257.0).astype(np.uint8)  # JPEG holds 8 bits
-            write_image(target, pixels, file_format, image.icc_profile, image.exif)
-            claimed[target.resolve()] = name
+            written = self._write(item)
         except ImageReadError as error:
-            fail(name, error.reason)
-            continue
+            self.fail(name, error.reason)
+            return
         except NotEnoughMemoryError as error:  # refused before anything was allocated
-            fail(name, str(error))
-            continue
+            self.fail(name, str(error))
+            return
         except (MemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):
-                fail(name, _one_line(error))
-                continue
-            fail(name, f"out of memory while restoring it ({_failed_allocation(error)}); restore it in "
-                       "smaller tiles (--tile 512) or free memory")
+                self.fail(name, one_line_reason(error))
+                return
+            self.fail(name, f"out of memory while restoring it ({_failed_allocation(error)}); restore it in "
+                            "smaller tiles (--tile 512) or free memory")
             del error  # its traceback holds the frames, and so the tensors, of the failed pass
-            result = pixels = image = None
             gc.collect()
-            continue
+            return
         except (ValueError, OSError) as error:
-            fail(name, _one_line(error))
-            continue
-        summary.done += 1
+            self.fail(name, one_line_reason(error))
+            return
+        if written is not None:
+            self._report_done(name, *written)
+
+    def _write(self, item: InputFile) -> tuple[Path, DeblurResult] | None:
+        """Restore `item` into its output file (atomically); None when --skip-existing keeps
+        a complete output."""
+        name, options = str(item.path), self.options
+        target = output_path(item, self.out_dir, options.suffix, options.output_format)
+        check_target(target, self.protected, self.claimed)
+        if options.skip_existing and target.exists():
+            if is_complete_output(target):
+                self.summary.skipped += 1
+                self.report.write({"input": name, "output": str(target), "skipped": True})
+                return None
+            self.say(f"note: {target} exists but is empty or unreadable: restoring {name} again")
+        plan = _plan_before_decoding(item.path, self.deblurrer, options)  # NotEnoughMemoryError
+        image = read_image(item.path, options.max_pixels)
+        detected = output_path(item, self.out_dir, options.suffix, options.output_format, image.format)
+        if detected != target:  # the extension did not name the file's real format
+            target = detected
+            check_target(target, self.protected, self.claimed)
+        file_format = SUFFIX_FORMAT[target.suffix.lower()]
+        out_dtype = np.dtype(np.uint8) if file_format in _EIGHT_BIT_FORMATS else image.pixels.dtype
+        check_writable(target, image.pixels.shape, out_dtype, file_format)
+        result = self.deblurrer.restore(
+            image.pixels,
+            task=options.task,
+            top_k=options.top_k,
+            tile=options.tile,
+            tile_overlap=options.tile_overlap,
+            min_confidence=options.min_confidence,
+            uncertain=options.uncertain,
+            max_memory=options.max_memory,
+            tlc=options.tlc,
+        )
+        if result.auto_tile and not self.said_auto_tile:
+            self.said_auto_tile = True
+            numbers = "" if plan is None or plan.available is None else (
+                f" (about {format_bytes(plan.whole_needed)} needed, {format_bytes(plan.available)} available)")
+            self.say(f"note: {name} is too large for a whole-image pass in the memory available{numbers}: "
+                     f"restored in {result.auto_tile}-px tiles; other such images are tiled without a note "
+                     "(--tile N sets the tile size)")
+        pixels = result.image
+        if file_format in _EIGHT_BIT_FORMATS and pixels.dtype == np.uint16:
+            pixels = np.round(pixels / 257.0).astype(np.uint8)  # JPEG holds 8 bits
+        write_image(target, pixels, file_format, image.icc_profile, image.exif)
+        self.claimed[target.resolve()] = name
+        return target, result
+
+    def _report_done(self, name: str, target: Path, result: DeblurResult) -> None:
+        """The report line of a restored image, and the low-confidence flag."""
+        self.summary.done += 1
         record = {
             "input": name,
             "output": str(target),
@@ -368,24 +395,31 @@ def run_batch(
             "entropy": result.entropy,
             "seconds": round(result.seconds, 4),
         }
-        if options.min_confidence is not None:
+        if self.options.min_confidence is not None:
             record["low_confidence"] = result.low_confidence
         if result.fp32_fallback:
             record["fp32_fallback"] = True
         if result.auto_tile:
             record["auto_tile"] = result.auto_tile
-        report.write(record)
+        self.report.write(record)
         if result.low_confidence:
-            summary.low_confidence += 1
+            self.summary.low_confidence += 1
             top = max(result.task_probs, key=result.task_probs.get)
-            how = "mixed " + "+".join(result.experts_used) if options.uncertain == "soft" else "kept top-k"
-            say(
+            how = "mixed " + "+".join(result.experts_used) if self.options.uncertain == "soft" else "kept top-k"
+            self.say(
                 f"low confidence: {name}: top {top} p={result.task_probs[top]:.2f} < "
-                f"{options.min_confidence:.2f} ({how})"
+                f"{self.options.min_confidence:.2f} ({how})"
             )
-    progress.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
+
+
+def report_failure(
+    summary: BatchSummary, report: ReportWriter, say: Callable[[str], None], name: str, reason: str
+) -> None:
+    """An input that failed, for images and videos alike: counted in `summary`, said as
+    "error: NAME: REASON" and written to the report as {"input", "error"}."""
+    summary.failed.append((name, reason))
+    say(f"error: {name}: {reason}")
+    report.write({"input": name, "error": reason})
 
 
 def _plan_before_decoding(path: Path, deblurrer: Deblurrer, options: BatchOptions) -> MemoryPlan | None:
@@ -399,7 +433,10 @@ def _plan_before_decoding(path: Path, deblurrer: Deblurrer, options: BatchOption
                                  options.tile_overlap, options.experts_mixed, options.max_memory)
 
 
-def _check_target(target: Path, protected: set[Path], claimed: dict[Path, str]) -> None:
+def check_target(target: Path, protected: set[Path], claimed: dict[Path, str]) -> None:
+    """ValueError unless `target` may be written: it is no input of the run (`protected`,
+    resolved paths, also reached by another name) and no other input's output (`claimed`,
+    resolved output -> input)."""
     resolved = target.resolve()
     if resolved in protected or (target.exists() and any(_same_file(target, p) for p in protected)):
         raise ValueError(
@@ -437,6 +474,7 @@ def _failed_allocation(error: BaseException) -> str:
     return type(error).__name__
 
 
-def _one_line(error: BaseException) -> str:
+def one_line_reason(error: BaseException) -> str:
+    """The message of an error on one line; other than a ValueError's, led by its type name."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if not isinstance(error, ValueError) else text
