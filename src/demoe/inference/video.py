@@ -41,7 +41,15 @@ import torch
 from tqdm import tqdm
 
 from demoe.fileio import atomic_write
-from demoe.inference.batch import BatchOptions, BatchSummary, InputFile, ReportWriter, _check_target, _one_line
+from demoe.inference.batch import (
+    BatchOptions,
+    BatchSummary,
+    InputFile,
+    ReportWriter,
+    check_target,
+    one_line_reason,
+    report_failure,
+)
 from demoe.inference.pipeline import DEFAULT_ROUTER_PIXELS, Deblurrer, entropy_nats
 from demoe.nn.moe import top_k_weights
 
@@ -440,6 +448,42 @@ def restore_video(
 def _encode(
     av, path, container, stream, output, deblurrer, analysis, routing, shot_of_frame, options, video, audio_notes, dropped, progress
 ) -> None:
+    video_out, time_base, output_pts = _add_video_stream(output, stream, analysis, video)
+    for key, value in container.metadata.items():
+        if key.lower() not in _OWN_TAGS:
+            output.metadata[key] = value
+    audio_map = _add_audio_streams(av, container, stream, output, audio_notes, dropped)
+    audio_streams = [s for s in container.streams if s.index in audio_map]
+    frames = _FrameEncoder(
+        av, path, output, video_out, deblurrer, analysis, routing, shot_of_frame, options, time_base, output_pts, progress
+    )
+    try:
+        for packet in container.demux(stream, *audio_streams):
+            if packet.stream is stream:
+                for frame in packet.decode():
+                    frames.encode(frame)
+            else:
+                target, transcode = audio_map[packet.stream.index]
+                if transcode:
+                    for samples in packet.decode():
+                        samples.pts = None  # the AAC encoder numbers its own samples
+                        output.mux(target.encode(samples))
+                elif packet.dts is not None:  # None: the end-of-stream marker
+                    packet.stream = target
+                    output.mux(packet)
+        output.mux(video_out.encode(None))
+        for target, transcode in audio_map.values():
+            if transcode:
+                output.mux(target.encode(None))
+    except av.FFmpegError as error:
+        raise VideoError(path, f"corrupt video data or encoder error ({_ffmpeg_reason(error)})") from error
+    if frames.index != analysis.frames:
+        raise VideoError(path, f"the second decoding gave {frames.index} frames, the first {analysis.frames}")
+
+
+def _add_video_stream(output, stream, analysis: VideoAnalysis, video: VideoOptions):
+    """The H.264 output stream, with the input's colour layout, timing, aspect, rotation and
+    language; returns (stream, its time base, the output timestamp of frame i)."""
     layout = analysis.layout
     video_out = output.add_stream("libx264", rate=analysis.fps)
     video_out.width, video_out.height = analysis.width, analysis.height
@@ -462,11 +506,14 @@ def _encode(
         video_out.set_display_rotation(analysis.rotation)
     if stream.language:
         video_out.metadata["language"] = stream.language
-    for key, value in container.metadata.items():
-        if key.lower() not in _OWN_TAGS:
-            output.metadata[key] = value
+    return video_out, time_base, output_pts
 
-    audio_map = {}  # input stream index -> (output stream, transcode)
+
+def _add_audio_streams(av, container, stream, output, audio_notes: list[str], dropped: list[str]) -> dict:
+    """An output stream per audio stream (copied when MP4 can hold it, else re-encoded to AAC),
+    noted in audio_notes; other streams (subtitles, data) are noted in dropped. Returns input
+    stream index -> (output stream, transcode)."""
+    audio_map = {}
     for source in container.streams:
         if source is stream:
             continue
@@ -483,18 +530,30 @@ def _encode(
             audio_map[source.index] = (target, not copy)
         else:
             dropped.append(f"{source.type} {source.codec_context.name if source.codec_context else '?'}")
-    audio_streams = [s for s in container.streams if s.index in audio_map]
+    return audio_map
 
-    index = 0
-    last_pts = None
-    frame_ticks = max(1, round(1 / (analysis.fps * time_base)))
 
-    def encode_frame(frame) -> None:
-        nonlocal index, last_pts
-        if index >= analysis.frames:
-            raise VideoError(path, f"the second decoding gave more frames than the first ({analysis.frames})")
-        weights, _ = routing[shot_of_frame[index]]
-        result = deblurrer.restore(
+class _FrameEncoder:
+    """Restores decoded frames one by one with their shot's routing and muxes them, with
+    strictly increasing timestamps; `index` counts the frames encoded."""
+
+    def __init__(
+        self, av, path, output, video_out, deblurrer, analysis, routing, shot_of_frame, options, time_base, output_pts,
+        progress,
+    ) -> None:
+        self.av, self.path, self.output, self.video_out = av, path, output, video_out
+        self.deblurrer, self.analysis, self.routing, self.shot_of_frame = deblurrer, analysis, routing, shot_of_frame
+        self.options, self.time_base, self.output_pts, self.progress = options, time_base, output_pts, progress
+        self.frame_ticks = max(1, round(1 / (analysis.fps * time_base)))
+        self.index = 0
+        self.last_pts = None
+
+    def encode(self, frame) -> None:
+        analysis, options, layout = self.analysis, self.options, self.analysis.layout
+        if self.index >= analysis.frames:
+            raise VideoError(self.path, f"the second decoding gave more frames than the first ({analysis.frames})")
+        weights, _ = self.routing[self.shot_of_frame[self.index]]
+        result = self.deblurrer.restore(
             _pixels(frame, layout),
             task="auto" if weights is not None else options.task,
             top_k=options.top_k,
@@ -504,42 +563,19 @@ def _encode(
             max_memory=options.max_memory,
             tlc=options.tlc,
         )
-        restored = av.VideoFrame.from_ndarray(np.ascontiguousarray(result.image), format=layout.rgb_format)
+        restored = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(result.image), format=layout.rgb_format)
         restored = restored.reformat(
             format=layout.output_format, dst_colorspace=layout.colorspace, dst_color_range=layout.color_range, threads=1
         )
-        pts = output_pts(index, frame.pts)
-        if last_pts is not None and pts <= last_pts:
-            pts = last_pts + 1  # encoders need strictly increasing timestamps
-        restored.pts, restored.time_base, restored.duration = pts, time_base, frame_ticks
-        last_pts = pts
-        output.mux(video_out.encode(restored))
-        index += 1
-        if progress is not None:
-            progress(1)
-
-    try:
-        for packet in container.demux(stream, *audio_streams):
-            if packet.stream is stream:
-                for frame in packet.decode():
-                    encode_frame(frame)
-            else:
-                target, transcode = audio_map[packet.stream.index]
-                if transcode:
-                    for samples in packet.decode():
-                        samples.pts = None  # the AAC encoder numbers its own samples
-                        output.mux(target.encode(samples))
-                elif packet.dts is not None:  # None: the end-of-stream marker
-                    packet.stream = target
-                    output.mux(packet)
-        output.mux(video_out.encode(None))
-        for target, transcode in audio_map.values():
-            if transcode:
-                output.mux(target.encode(None))
-    except av.FFmpegError as error:
-        raise VideoError(path, f"corrupt video data or encoder error ({_ffmpeg_reason(error)})") from error
-    if index != analysis.frames:
-        raise VideoError(path, f"the second decoding gave {index} frames, the first {analysis.frames}")
+        pts = self.output_pts(self.index, frame.pts)
+        if self.last_pts is not None and pts <= self.last_pts:
+            pts = self.last_pts + 1  # encoders need strictly increasing timestamps
+        restored.pts, restored.time_base, restored.duration = pts, self.time_base, self.frame_ticks
+        self.last_pts = pts
+        self.output.mux(self.video_out.encode(restored))
+        self.index += 1
+        if self.progress is not None:
+            self.progress(1)
 
 
 # ---- many videos -------------------------------------------------------------------------------
@@ -610,7 +646,7 @@ def run_videos(
         name = str(item.path)
         try:
             target = video_output_path(item, out_dir, options.suffix)
-            _check_target(target, protected, claimed)
+            check_target(target, protected, claimed)
             if options.skip_existing and target.is_file() and target.stat().st_size > 0:
                 summary.skipped += 1
                 claimed[target.resolve()] = name
@@ -622,10 +658,10 @@ def run_videos(
                 result = restore_video(item.path, target, deblurrer, analysis, options, video, bar.update)
             claimed[target.resolve()] = name
         except VideoError as error:
-            _fail(summary, report, say, name, error.reason)
+            report_failure(summary, report, say, name, error.reason)
             continue
         except (ValueError, OSError, RuntimeError, MemoryError) as error:
-            _fail(summary, report, say, name, _one_line(error))
+            report_failure(summary, report, say, name, one_line_reason(error))
             continue
         summary.done += 1
         record = video_record(name, target, result, deblurrer.task_names, options.min_confidence is not None)
@@ -636,12 +672,6 @@ def run_videos(
             say(f"low confidence: {name}: {len(low)} of {len(record['shots'])} shots below {options.min_confidence:.2f}")
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _fail(summary: BatchSummary, report: ReportWriter, say: Callable[[str], None], name: str, reason: str) -> None:
-    summary.failed.append((name, reason))
-    say(f"error: {name}: {reason}")
-    report.write({"input": name, "error": reason})
 
 
 def _frame_bar(quiet: bool, description: str, total: int | None = None) -> tqdm:
