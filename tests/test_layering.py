@@ -1,5 +1,6 @@
-"""Imports go one way: `demoe.checkpoints` (the model-directory file format) and the layers in
-`demoe.nn` never import `demoe.model`; `demoe.model` imports them."""
+"""The package's shape: imports go one way (`demoe.checkpoints`, the model-directory file
+format, and the layers in `demoe.nn` never import `demoe.model`; `demoe.model` imports them),
+and no function is longer than 80 lines."""
 
 from __future__ import annotations
 
@@ -65,3 +66,17 @@ def test_the_functions_that_moved_to_the_model_still_import_from_checkpoints():
     assert convert_official_state_dict is demoe.model.convert_official_state_dict
     with pytest.raises(AttributeError, match="no_such_name"):
         demoe.checkpoints.no_such_name
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_of_the_package_is_longer_than_80_lines():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []
