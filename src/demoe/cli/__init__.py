@@ -1,7 +1,9 @@
 """The `demoe` command: subcommands that parse arguments and call the library.
 
 Each command group lives in its own module with `add_parsers(subparsers)`; every parser sets
-`handler`, a function of the parsed arguments returning the exit status.
+`handler`, a function of the parsed arguments returning the exit status. A handler that cannot go
+on raises `demoe.cli.common.CommandError`: `main` prints `demoe <command>: <message>` on stderr
+and returns its status (2 for usage and input errors).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import sys
 
 from demoe import __version__
+from demoe.cli.common import EXIT_USAGE, CommandError
 from demoe.extras import extra_for, missing_extra_message
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a process stopped by Ctrl-C
@@ -28,7 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (model_commands, deblur, data, train, evaluate, metrics, analyze, export, demo):
         module.add_parsers(subparsers)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command's parser sets `command_name`, its full name ("demoe analyze cost"),
+    the prefix of its error messages; the innermost parser's default wins."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.set_defaults(command_name=command.prog)
+                _name_commands(command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         try:
             return int(args.handler(args) or 0)
+        except CommandError as error:
+            if error.message is not None:
+                print(f"{args.command_name}: {error.message}", file=sys.stderr)
+            return error.status
         except ModuleNotFoundError as error:
             if extra_for(error) is None:
                 raise  # not an optional package: a broken install or a bug, keep the traceback
             print(f"demoe {args.command}: {missing_extra_message(error)}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C (or SIGTERM where a command maps it) outside a command's own handling
         print("\ndemoe: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
