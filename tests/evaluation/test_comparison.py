@@ -97,9 +97,16 @@ def test_cost_command_reports_the_comparison_presets(preset, params, capsys):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["cost", "--model", preset, "--size", "32", "--repeats", "1", "--json"]) == 0
+        argv = ["cost", "--weights", preset, "--size", "32", "--repeats", "1", "--warmup", "0", "--no-ensemble", "--json"]
+        assert main(argv) == 0
     finally:
         torch.set_num_threads(threads)
     cost = json.loads(capsys.readouterr().out)
-    assert set(cost) == {"params", "macs_g", "latency_ms"} and cost["params"] == params
-    assert cost["macs_g"] > 0 and cost["latency_ms"] > 0
+    (row,) = cost["rows"]
+    assert row["model"] == preset and row["params"] == params and row["ensemble_of"] is None
+    assert row["macs_g"] > 0 and row["latency_ms"] > 0
+    # the fields `demoe cost --json` printed before the table: the first model's
+    assert {key: cost[key] for key in ("params", "macs_g", "latency_ms")} == {
+        key: row[key] for key in ("params", "macs_g", "latency_ms")
+    }
+    assert (cost["size"], cost["top_k"], cost["device"]) == (32, 1, "cpu")

@@ -7,9 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError, create_model, load_model
-from demoe.config import PRESETS
+from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError
+from demoe.cli.common import WEIGHTS_HELP, CommandError, add_output_argument, add_weights_argument
+from demoe.cli.cost import add_cost_parser, model_labels
 from demoe.fileio import atomic_write_text
+from demoe.model import load_model
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +30,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "Pearson correlation averaged over filters (Eq. 3-4) and RBF-kernel CKA over filters "
         "(Eq. 5-6), for every pair of models. Top-level 'layers'/'by_type' = mean over pairs.",
     )
-    similarity.add_argument("models", nargs="+", metavar="MODEL_DIR", help="two or more model directories")
+    similarity.add_argument(
+        "models", nargs="*", metavar="MODEL_DIR", help="two or more model directories (or give them with --weights)"
+    )
+    add_weights_argument(similarity, nargs="+", help=f"two or more models: {WEIGHTS_HELP}")
     _add_common_similarity_flags(similarity)
     similarity.set_defaults(handler=run_similarity)
 
@@ -37,7 +42,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="similarity between the experts of each MoE block (Fig. 11)",
         description="Pearson and RBF-CKA between every pair of experts in each MoE block of one model.",
     )
-    experts.add_argument("model", metavar="MODEL_DIR", help="a DeMoE model directory")
+    experts.add_argument("model", nargs="?", metavar="MODEL_DIR", help="a DeMoE model directory (or --weights)")
+    add_weights_argument(experts, help=f"a DeMoE model: {WEIGHTS_HELP}")
     _add_common_similarity_flags(experts)
     experts.set_defaults(handler=run_experts)
 
@@ -48,7 +54,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "record; the true class is the record's task.",
     )
     _add_manifest_flags(router, max_side=1024)
-    router.add_argument("--out", help="folder for router.json, router.md, router_confusion.png, router_mean_output.png")
+    add_output_argument(router, "folder for router.json, router.md, router_confusion.png, router_mean_output.png")
     router.add_argument("--json", action="store_true", help="print the study as JSON")
     router.set_defaults(handler=run_router)
 
@@ -59,36 +65,17 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "manifest, embedded in 2-D with scikit-learn's t-SNE, coloured by dataset.",
     )
     _add_manifest_flags(tsne, max_side=512)
-    tsne.add_argument("--out", required=True, help="folder for tsne.png and tsne.json")
+    add_output_argument(tsne, "folder for tsne.png and tsne.json", required=True)
     tsne.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30; capped at (N-1)/3)")
     tsne.add_argument("--seed", type=int, default=0, help="t-SNE random seed (default 0)")
     tsne.set_defaults(handler=run_tsne)
 
-    cost = commands.add_parser(
-        "cost",
-        help="parameters, MACs and runtime per model, with the DeMoE-5 ensemble row",
-        description="Cost table (Table 1's cost column). After every MoE model comes the row of "
-        "an ensemble of its task-specific dense baselines (Sec. 5, DeMoE-5).",
-    )
-    cost.add_argument(
-        "--models",
-        nargs="+",
-        default=["nafnet-baseline", "demoe"],
-        help=f"presets ({', '.join(PRESETS)}) or model directories (default: nafnet-baseline demoe)",
-    )
-    cost.add_argument("--size", type=int, default=256, help="square input side (default 256)")
-    cost.add_argument("--top-k", type=int, default=1, help="experts per image for MoE models (default 1)")
-    cost.add_argument("--repeats", type=int, default=10, help="timed forward passes (default 10)")
-    cost.add_argument("--warmup", type=int, default=3, help="untimed forward passes first (default 3)")
-    cost.add_argument("--device", default="cpu", help="torch device for the runtime (default cpu)")
-    cost.add_argument("--no-ensemble", action="store_true", help="leave out the ensemble rows")
-    cost.add_argument("--json", action="store_true", help="print the table as JSON")
-    cost.set_defaults(handler=run_cost)
+    add_cost_parser(commands)  # the same command as `demoe cost`
 
 
 def _add_common_similarity_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--out", help="folder for the JSON file and the PNG figures")
+    add_output_argument(parser, "folder for the JSON file and the PNG figures")
     parser.add_argument(
         "--cka-threshold",
         type=float,
@@ -98,7 +85,7 @@ def _add_common_similarity_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_manifest_flags(parser: argparse.ArgumentParser, max_side: int) -> None:
-    parser.add_argument("--weights", required=True, help="model directory or bundled weights name")
+    add_weights_argument(parser, required=True, help=WEIGHTS_HELP)
     parser.add_argument("--manifest", required=True, help="JSONL manifest of the images")
     parser.add_argument("--split", choices=("train", "val", "test"), help="use only records of this split")
     parser.add_argument(
@@ -110,15 +97,18 @@ def _add_manifest_flags(parser: argparse.ArgumentParser, max_side: int) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
-def _error(command: str, message: object) -> int:
-    print(f"demoe analyze {command}: {message}", file=sys.stderr)
-    return 2
+def _model_paths(positional: list[str], weights: list[str] | None) -> list[str]:
+    """The models given as positional arguments or with --weights (one way only)."""
+    if positional and weights:
+        raise CommandError("give the models as MODEL_DIR arguments or with --weights, not both")
+    return list(weights or positional)
 
 
-def _labels(paths: list[str]) -> list[str]:
-    """Short unique labels for model paths: folder names, the full path where they clash."""
-    names = [Path(p).name or p for p in paths]
-    return [name if names.count(name) == 1 else path for name, path in zip(names, paths)]
+def _load(path: str):
+    try:
+        return load_model(path)
+    except (WeightsNotFoundError, CheckpointReadError) as error:
+        raise CommandError(str(error)) from None
 
 
 def _print_by_type(title: str, by_type: dict) -> None:
@@ -134,20 +124,18 @@ def run_similarity(args: argparse.Namespace) -> int:
     from demoe.analysis import plots
     from demoe.analysis.similarity import LAYER_TYPES, compare_models, pairwise_matrix, similarity_report
 
-    if len(args.models) < 2:
-        return _error("similarity", "give at least two model directories")
-    try:
-        models = [load_model(path) for path in args.models]
-    except (WeightsNotFoundError, CheckpointReadError) as error:
-        return _error("similarity", error)
-    labels = _labels(args.models)
+    paths = _model_paths(args.models, args.weights)
+    if len(paths) < 2:
+        raise CommandError("give at least two model directories")
+    models = [_load(path) for path in paths]
+    labels = model_labels(paths)
     try:
         pairs = compare_models([m.state_dict() for m in models], labels, args.cka_threshold)
     except ValueError as error:
-        return _error("similarity", error)
+        raise CommandError(str(error)) from None
     report = similarity_report(pairs, labels)
-    if args.out:
-        out = Path(args.out)
+    if args.output:
+        out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "similarity.json", json.dumps(report, indent=2) + "\n")
         series = {f"{pair.a} vs {pair.b}": pair.layers for pair in pairs}
@@ -165,8 +153,8 @@ def run_similarity(args: argparse.Namespace) -> int:
         if len(pairs) > 1:
             for pair in report["pairs"]:
                 _print_by_type(f"{pair['a']} vs {pair['b']}", pair["by_type"])
-        if args.out:
-            print(f"wrote {args.out}")
+        if args.output:
+            print(f"wrote {args.output}")
     return 0
 
 
@@ -180,16 +168,16 @@ def run_experts(args: argparse.Namespace) -> int:
         mean_over_pairs,
     )
 
-    try:
-        model = load_model(args.model)
-    except (WeightsNotFoundError, CheckpointReadError) as error:
-        return _error("experts", error)
+    paths = _model_paths([args.model] if args.model else [], [args.weights] if args.weights else None)
+    if len(paths) != 1:
+        raise CommandError("give one model: MODEL_DIR or --weights")
+    model = _load(paths[0])
     if not model.config.is_moe:
-        return _error("experts", f"{args.model} has no MoE blocks (num_experts = 0)")
+        raise CommandError(f"{paths[0]} has no MoE blocks (num_experts = 0)")
     blocks = compare_experts(model.state_dict(), model.task_names, args.cka_threshold)
     report = experts_report(blocks)
-    if args.out:
-        out = Path(args.out)
+    if args.output:
+        out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "experts.json", json.dumps(report, indent=2) + "\n")
         layers = [layer for block in blocks for layer in mean_over_pairs(block.pairs)]
@@ -206,8 +194,8 @@ def run_experts(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         _print_by_type(f"experts of {len(blocks)} MoE blocks, mean over expert pairs", report["by_type"])
-        if args.out:
-            print(f"wrote {args.out}")
+        if args.output:
+            print(f"wrote {args.output}")
     return 0
 
 
@@ -246,12 +234,12 @@ def run_router(args: argparse.Namespace) -> int:
     try:
         model, encoded = _encode(args, "router")
     except (WeightsNotFoundError, FileNotFoundError, ValueError) as error:
-        return _error("router", error)
+        raise CommandError(str(error)) from None
     if encoded.router_probs is None:
-        return _error("router", f"{args.weights} has no router")
+        raise CommandError(f"{args.weights} has no router")
     study = router_study(encoded.router_probs, encoded.labels, encoded.datasets, model.task_names)
-    if args.out:
-        out = Path(args.out)
+    if args.output:
+        out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "router.json", json.dumps(study.to_dict(), indent=2) + "\n")
         atomic_write_text(out / "router.md", study.to_markdown())
@@ -261,8 +249,8 @@ def run_router(args: argparse.Namespace) -> int:
         print(json.dumps(study.to_dict(), indent=2))
     else:
         print(study.to_markdown(), end="")
-        if args.out:
-            print(f"wrote {args.out}")
+        if args.output:
+            print(f"wrote {args.output}")
     return 0
 
 
@@ -274,8 +262,8 @@ def run_tsne(args: argparse.Namespace) -> int:
         _, encoded = _encode(args, "tsne")
         coords = tsne_embedding(encoded.features, args.perplexity, args.seed)
     except (WeightsNotFoundError, FileNotFoundError, ValueError) as error:
-        return _error("tsne", error)
-    out = Path(args.out)
+        raise CommandError(str(error)) from None
+    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     points = [
         {"path": path, "dataset": dataset, "x": float(x), "y": float(y)}
@@ -284,36 +272,4 @@ def run_tsne(args: argparse.Namespace) -> int:
     atomic_write_text(out / "tsne.json", json.dumps({"weights": args.weights, "points": points}, indent=2) + "\n")
     plots.plot_tsne(coords, encoded.datasets, out / "tsne.png", f"t-SNE of encoder features ({Path(args.weights).name})")
     print(f"wrote {out / 'tsne.png'} and {out / 'tsne.json'} ({len(points)} images)")
-    return 0
-
-
-def run_cost(args: argparse.Namespace) -> int:
-    from demoe.evaluation.cost_table import cost_table, to_markdown
-
-    models = []
-    for name in args.models:
-        if name in PRESETS:
-            models.append((name, create_model(name)))
-            continue
-        try:
-            models.append((_labels([name])[0], load_model(name)))
-        except (WeightsNotFoundError, CheckpointReadError) as error:
-            return _error("cost", error)
-    for label, model in models:
-        if model.config.is_moe and not 1 <= args.top_k <= model.config.num_experts:
-            return _error("cost", f"--top-k must be in 1..{model.config.num_experts} for {label}")
-    rows = cost_table(
-        models,
-        args.size,
-        args.top_k,
-        args.repeats,
-        with_ensembles=not args.no_ensemble,
-        warmup=args.warmup,
-        device=args.device,
-    )
-    if args.json:
-        table = {"size": args.size, "top_k": args.top_k, "device": args.device, "rows": [r.to_dict() for r in rows]}
-        print(json.dumps(table, indent=2))
-    else:
-        print(to_markdown(rows, args.size, args.top_k, args.device), end="")
     return 0
