@@ -13,47 +13,33 @@ from pathlib import Path
 from tqdm import tqdm
 
 from demoe.checkpoints import WeightsNotFoundError
+from demoe.cli.common import WEIGHTS_HELP, CommandError, add_output_argument, add_weights_argument, check_top_k
 from demoe.config import TASK_NAMES
 from demoe.distributed import DistributedContext, cleanup_distributed
 from demoe.inference.batch import (
     OUTPUT_FORMATS,
     BatchOptions,
+    BatchSummary,
     Inputs,
     check_output_folder,
     check_report_path,
     check_suffix,
     find_inputs,
     remove_empty_folders,
-    run_batch,
 )
 from demoe.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError, read_image
 from demoe.inference.memory import parse_bytes
 from demoe.inference.pipeline import DEFAULT_ROUTER_PIXELS, DEVICES, Deblurrer, entropy_nats
-from demoe.inference.sharding import (
-    agree,
-    deal,
-    gather_in_order,
-    merge_summaries,
-    open_report,
-    output_group,
-    start_ranks,
-)
-from demoe.inference.video import VIDEO_SUFFIXES, VideoError, VideoOptions, classify_video, is_video_file, run_videos
+from demoe.inference.sharding import agree, deal, gather_in_order, open_report, restore_inputs, start_ranks
+from demoe.inference.video import VIDEO_SUFFIXES, VideoError, VideoOptions, classify_video, is_video_file
 
 EXIT_FAILURES = 1  # some inputs failed; the others were written
-EXIT_USAGE = 2  # nothing could start (no weights, bad option, no inputs)
 EXIT_INTERRUPTED = 130
 INPUT_SUFFIXES = (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--weights",
-        default=None,
-        metavar="DIR|NAME",
-        help="model directory (config.json + model.safetensors) or name of bundled weights "
-        "(default: the bundled default weights)",
-    )
+    add_weights_argument(parser, help=f"{WEIGHTS_HELP} (default: the bundled default weights)")
     parser.add_argument("--device", default="auto", choices=DEVICES, help="default auto: cuda, mps, else cpu")
     parser.add_argument(
         "--tlc",
@@ -83,7 +69,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "input failed. Under torchrun the inputs are shared out between the processes.",
     )
     deblur.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or glob patterns")
-    deblur.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the restored images")
+    add_output_argument(deblur, "folder for the restored images", metavar="OUT_DIR", required=True)
     _add_model_arguments(deblur)
     deblur.add_argument("--task", default="auto", choices=("auto", *TASK_NAMES), help="blur type (default auto: the router decides)")
     deblur.add_argument(
@@ -168,12 +154,38 @@ def _print_skipped(inputs: Inputs) -> None:
         print(f"skipped: {entry}: {why}", file=sys.stderr)
 
 
-def _load(args: argparse.Namespace, command: str, precision: str = "fp32", device=None) -> Deblurrer | None:
+def _load(args: argparse.Namespace, precision: str = "fp32", device=None) -> Deblurrer:
+    """The model of --weights on its device, checked for --tlc."""
     try:
-        return Deblurrer(args.weights, device=device or args.device, precision=precision)
+        deblurrer = Deblurrer(args.weights, device=device or args.device, precision=precision)
     except (WeightsNotFoundError, ValueError) as error:
-        print(f"demoe {command}: {error}", file=sys.stderr)
-        return None
+        raise CommandError(str(error)) from None
+    if args.tlc:
+        try:
+            deblurrer.check_tlc(True)
+        except ValueError as error:
+            raise CommandError(f"--tlc: {error}") from None
+    return deblurrer
+
+
+def _start_ranks(device: str) -> DistributedContext:
+    try:
+        return start_ranks(device)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _find_inputs(args: argparse.Namespace, ranks: DistributedContext, out_dir: Path | None, verb: str) -> Inputs:
+    """The inputs (rank 0 lists them for every rank); none at all ends the command."""
+    inputs = agree(lambda: find_inputs(args.inputs, args.recursive, out_dir, INPUT_SUFFIXES), ranks)
+    if ranks.is_main:
+        _print_skipped(inputs)
+    if not inputs.files:
+        if ranks.is_main:
+            for spec, reason in inputs.errors:
+                print(f"error: {spec}: {reason}", file=sys.stderr)
+        raise CommandError(f"no images or videos to {verb}" if ranks.is_main else None)
+    return inputs
 
 
 @contextlib.contextmanager
@@ -190,37 +202,22 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _tlc_available(deblurrer: Deblurrer, command: str) -> bool:
-    try:
-        deblurrer.check_tlc(True)
-    except ValueError as error:
-        print(f"demoe {command}: --tlc: {error}", file=sys.stderr)
-        return False
-    return True
-
-
 def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
 def run_deblur(args: argparse.Namespace) -> int:
     if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
-        print("demoe deblur: --min-confidence must be in [0, 1]", file=sys.stderr)
-        return EXIT_USAGE
+        raise CommandError("--min-confidence must be in [0, 1]")
     if args.tile < 0 or args.tile_overlap < 0 or (args.tile and args.tile_overlap >= args.tile):
-        print("demoe deblur: need --tile >= 0 and 0 <= --tile-overlap < --tile", file=sys.stderr)
-        return EXIT_USAGE
-    if args.top_k is not None and args.top_k < 1:
-        print("demoe deblur: --top-k must be >= 1", file=sys.stderr)
-        return EXIT_USAGE
+        raise CommandError("need --tile >= 0 and 0 <= --tile-overlap < --tile")
     try:
         video = VideoOptions(
             crf=args.crf, cut_threshold=args.cut_threshold, min_shot_frames=args.min_shot_frames, mbtree=args.mbtree
         )
-        ranks = start_ranks(args.device)
     except ValueError as error:
-        print(f"demoe deblur: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        raise CommandError(str(error)) from None
+    ranks = _start_ranks(args.device)
     try:
         return _deblur_inputs(args, ranks, video)
     finally:
@@ -229,37 +226,49 @@ def run_deblur(args: argparse.Namespace) -> int:
 
 def _deblur_inputs(args: argparse.Namespace, ranks: DistributedContext, video: VideoOptions) -> int:
     out_dir = Path(args.output)
-    inputs = agree(lambda: find_inputs(args.inputs, args.recursive, out_dir, INPUT_SUFFIXES), ranks)
-    if ranks.is_main:
-        _print_skipped(inputs)
-    if not inputs.files:
-        if ranks.is_main:
-            for spec, reason in inputs.errors:
-                print(f"error: {spec}: {reason}", file=sys.stderr)
-            print("demoe deblur: no images or videos to deblur", file=sys.stderr)
-        return EXIT_USAGE
+    inputs = _find_inputs(args, ranks, out_dir, "deblur")
     try:
         check_suffix(args.suffix)
         if args.report:
             check_report_path(Path(args.report), inputs)
         check_output_folder(out_dir)
     except ValueError as error:
-        print(f"demoe deblur: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    deblurrer = _load(args, "deblur", args.precision, ranks.device)
-    if deblurrer is None:
-        return EXIT_USAGE
+        raise CommandError(str(error)) from None
+    deblurrer = _load(args, args.precision, ranks.device)
+    options = _batch_options(args, deblurrer)
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = open_report(Path(args.report) if args.report else None, ranks)
+    except OSError as error:
+        remove_empty_folders(created)
+        raise CommandError(f"cannot write {error.filename or out_dir}: {error.strerror or error}") from None
+    say = _say if not ranks.is_distributed else lambda message: _say(f"[rank {ranks.rank}] {message}")
+    quiet = args.quiet or not ranks.is_main  # one progress bar: rank 0's
+    try:
+        with _terminate_as_interrupt():
+            summary = restore_inputs(inputs, out_dir, deblurrer, options, video, report, ranks, quiet, say)
+    except KeyboardInterrupt:
+        print("\ndemoe deblur: interrupted; finished outputs are complete, no partial files were "
+              "left (re-run with --skip-existing to resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        report.close()
+        if ranks.is_main:
+            remove_empty_folders(created)  # every input failed: no empty output folder is left
+    if ranks.is_main and (not args.quiet or summary.failed):
+        _print_summary(args, summary, ranks, out_dir)
+    return EXIT_FAILURES if summary.failed else 0
+
+
+def _batch_options(args: argparse.Namespace, deblurrer: Deblurrer) -> BatchOptions:
+    """The options of every image and video, checked against the model."""
     config = deblurrer.model.config
     top_k = args.top_k if args.top_k is not None else config.top_k
-    if config.is_moe and top_k > config.num_experts:
-        print(f"demoe deblur: --top-k must be in 1..{config.num_experts}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.tlc and not _tlc_available(deblurrer, "deblur"):
-        return EXIT_USAGE
+    check_top_k(top_k, config)
     if args.task != "auto" and not config.is_moe:
-        print("demoe deblur: this model has no experts; use --task auto", file=sys.stderr)
-        return EXIT_USAGE
-    options = BatchOptions(
+        raise CommandError("this model has no experts; use --task auto")
+    return BatchOptions(
         task=args.task,
         top_k=top_k,
         tile=args.tile,
@@ -273,58 +282,21 @@ def _deblur_inputs(args: argparse.Namespace, ranks: DistributedContext, video: V
         max_memory=args.max_memory,
         tlc=args.tlc,
     )
-    # Content decides (rank 0 looks, so that every rank agrees): a clip.mp4 holding a PNG is an image.
-    is_video = agree(lambda: [is_video_file(item.path) for item in inputs.files], ranks)
-    images = [item for item, video_file in zip(inputs.files, is_video) if not video_file]
-    videos = [item for item, video_file in zip(inputs.files, is_video) if video_file]
-    protected = {item.path.resolve() for item in inputs.files}  # no rank overwrites any input
-    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        report = open_report(Path(args.report) if args.report else None, ranks)
-    except OSError as error:
-        remove_empty_folders(created)
-        print(f"demoe deblur: cannot write {error.filename or out_dir}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_USAGE
-    say = _say if not ranks.is_distributed else lambda message: _say(f"[rank {ranks.rank}] {message}")
-    quiet = args.quiet or not ranks.is_main  # one progress bar: rank 0's
-    mine = Inputs(deal(images, ranks, output_group), inputs.errors if ranks.is_main else [])
-    try:
-        with _terminate_as_interrupt():
-            summaries = [
-                run_batch(mine, out_dir, deblurrer, options, report, quiet=quiet, say=say, protected=protected),
-                run_videos(deal(videos, ranks, output_group), out_dir, deblurrer, options, video, report, protected, quiet, say),
-            ]
-            if ranks.is_distributed:
-                # the order of a one-process report: input errors, images, videos
-                report.merge([spec for spec, _ in inputs.errors] + [str(item.path) for item in (*images, *videos)])
-            summary = merge_summaries(summaries, ranks)
-    except KeyboardInterrupt:
-        print("\ndemoe deblur: interrupted; finished outputs are complete, no partial files were "
-              "left (re-run with --skip-existing to resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        report.close()
-        if ranks.is_main:
-            remove_empty_folders(created)  # every input failed: no empty output folder is left
+
+
+def _print_summary(args: argparse.Namespace, summary: BatchSummary, ranks: DistributedContext, out_dir: Path) -> None:
     total = summary.done + summary.skipped + len(summary.failed)
-    if ranks.is_main and (not args.quiet or summary.failed):
-        line = f"demoe deblur: {summary.done} deblurred, {summary.skipped} skipped, {len(summary.failed)} failed"
-        if args.min_confidence is not None:
-            line += f", {summary.low_confidence} low confidence"
-        processes = f", {ranks.world_size} processes" if ranks.is_distributed else ""
-        print(f"{line} ({total} inputs, {summary.seconds:.1f} s{processes}) -> {out_dir}", file=sys.stderr)
-        for name, reason in summary.failed:
-            print(f"  failed: {name}: {reason}", file=sys.stderr)
-    return EXIT_FAILURES if summary.failed else 0
+    line = f"demoe deblur: {summary.done} deblurred, {summary.skipped} skipped, {len(summary.failed)} failed"
+    if args.min_confidence is not None:
+        line += f", {summary.low_confidence} low confidence"
+    processes = f", {ranks.world_size} processes" if ranks.is_distributed else ""
+    print(f"{line} ({total} inputs, {summary.seconds:.1f} s{processes}) -> {out_dir}", file=sys.stderr)
+    for name, reason in summary.failed:
+        print(f"  failed: {name}: {reason}", file=sys.stderr)
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    try:
-        ranks = start_ranks(args.device)
-    except ValueError as error:
-        print(f"demoe classify: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    ranks = _start_ranks(args.device)
     try:
         return _classify_inputs(args, ranks)
     finally:
@@ -332,21 +304,10 @@ def run_classify(args: argparse.Namespace) -> int:
 
 
 def _classify_inputs(args: argparse.Namespace, ranks: DistributedContext) -> int:
-    inputs = agree(lambda: find_inputs(args.inputs, recursive=args.recursive, suffixes=INPUT_SUFFIXES), ranks)
-    if ranks.is_main:
-        _print_skipped(inputs)
-    if not inputs.files:
-        if ranks.is_main:
-            for spec, reason in inputs.errors:
-                print(f"error: {spec}: {reason}", file=sys.stderr)
-            print("demoe classify: no images or videos to classify", file=sys.stderr)
-        return EXIT_USAGE
-    deblurrer = _load(args, "classify", device=ranks.device)
-    if deblurrer is None:
-        return EXIT_USAGE
+    inputs = _find_inputs(args, ranks, None, "classify")
+    deblurrer = _load(args, device=ranks.device)
     if deblurrer.model.router is None:
-        print("demoe classify: this model has no router", file=sys.stderr)
-        return EXIT_USAGE
+        raise CommandError("this model has no router")
     if ranks.is_main:
         for spec, reason in inputs.errors:
             _print_classify_error(args, spec, reason)

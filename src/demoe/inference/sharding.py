@@ -37,8 +37,9 @@ from torch import distributed as dist
 
 from demoe.distributed import DistributedContext, broadcast_object, gather_objects, rank_environment
 from demoe.fileio import atomic_write
-from demoe.inference.batch import BatchSummary, InputFile, ReportWriter
-from demoe.inference.pipeline import resolve_device
+from demoe.inference.batch import BatchOptions, BatchSummary, InputFile, Inputs, ReportWriter, run_batch
+from demoe.inference.pipeline import Deblurrer, resolve_device
+from demoe.inference.video import VideoOptions, is_video_file, run_videos
 
 T = TypeVar("T")
 # Ranks wait at the end for the slowest one; torchrun ends them all if one of them dies.
@@ -179,3 +180,36 @@ def gather_in_order(entries: Sequence[tuple[int, Any]], context: DistributedCont
     one process). A collective: every rank must call it."""
     gathered = gather_objects(list(entries), context)
     return [value for _, value in sorted((entry for part in gathered for entry in part), key=lambda e: e[0])]
+
+
+def restore_inputs(
+    inputs: Inputs,
+    out_dir: Path,
+    deblurrer: Deblurrer,
+    options: BatchOptions,
+    video: VideoOptions,
+    report: ReportWriter,
+    context: DistributedContext,
+    quiet: bool = False,
+    say: Callable[[str], None] = print,
+) -> BatchSummary:
+    """Restore the images and videos of `inputs` into out_dir, shared out between the ranks
+    (`demoe deblur`); the summary of all ranks, on every rank. A collective under torchrun.
+
+    The file's content decides what is a video (rank 0 looks, so that every rank agrees): a
+    clip.mp4 holding a PNG is an image. No rank overwrites any input of the run. `report` is
+    `open_report`'s; under torchrun it is merged here in the order of a one-process report
+    (input errors, images, videos).
+    """
+    is_video = agree(lambda: [is_video_file(item.path) for item in inputs.files], context)
+    images = [item for item, video_file in zip(inputs.files, is_video) if not video_file]
+    videos = [item for item, video_file in zip(inputs.files, is_video) if video_file]
+    protected = {item.path.resolve() for item in inputs.files}
+    mine = Inputs(deal(images, context, output_group), inputs.errors if context.is_main else [])
+    summaries = [
+        run_batch(mine, out_dir, deblurrer, options, report, quiet=quiet, say=say, protected=protected),
+        run_videos(deal(videos, context, output_group), out_dir, deblurrer, options, video, report, protected, quiet, say),
+    ]
+    if context.is_distributed:
+        report.merge([spec for spec, _ in inputs.errors] + [str(item.path) for item in (*images, *videos)])
+    return merge_summaries(summaries, context)
