@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+from demoe.cli.common import CommandError, add_output_argument, add_weights_argument, check_top_k
 from demoe.config import TASK_NAMES
 from demoe.evaluation.comparison import LAYOUTS
 
@@ -19,7 +19,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "the benchmark's own convention (demoe metrics), and write per-image results plus a "
         "table in the layout of the paper's Table 1/2 (markdown, CSV, JSON) and the router study.",
     )
-    evaluate.add_argument("--weights", default=None, help="model directory or bundled weights name (default: bundled)")
+    add_weights_argument(evaluate)
     evaluate.add_argument("--manifest", nargs="+", help="manifest(s) (JSONL, see docs/datasets.md); required unless --combine")
     evaluate.add_argument(
         "--task",
@@ -54,7 +54,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--save-images", action="store_true", help="write restored images under OUT/images")
     evaluate.add_argument("--json", action="store_true", help="print the table, router study and per-image rows as JSON")
-    evaluate.add_argument("--out", default=None, help="folder for per_image.jsonl, table.{md,csv,json}, router.json")
+    add_output_argument(
+        evaluate, "folder for per_image.jsonl, table.{md,csv,json}, router.json (with --combine: the combined tables)"
+    )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.add_argument(
         "--cost", action="store_true",
@@ -68,7 +70,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--combine", nargs="+", metavar="EVAL_DIR",
-        help="no evaluation: put earlier `demoe eval --out` folders (one model each) into one table",
+        help="no evaluation: put the output folders of earlier `demoe eval -o` runs (one model each) into one table",
     )
     evaluate.set_defaults(handler=run_eval)
 
@@ -77,19 +79,18 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.combine:
         return _combine(args)
     if not args.manifest:
-        print("demoe eval: --manifest is required (or --combine EVAL_DIR ...)", file=sys.stderr)
-        return 2
+        raise CommandError("--manifest is required (or --combine EVAL_DIR ...)")
     if args.cost and (args.cost_size < 1 or args.cost_repeats < 1):
-        print("demoe eval: --cost-size and --cost-repeats must be >= 1", file=sys.stderr)
-        return 2
+        raise CommandError("--cost-size and --cost-repeats must be >= 1")
+    if args.save_images and args.output is None:
+        raise CommandError("--save-images needs -o/--output")
     from demoe.distributed import cleanup_distributed
     from demoe.inference.sharding import start_ranks
 
     try:
         ranks = start_ranks(args.device)  # under torchrun the records are shared out
     except ValueError as error:
-        print(f"demoe eval: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     try:
         return _evaluate(args, ranks)
     finally:
@@ -97,151 +98,95 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, ranks) -> int:
+    from demoe.evaluation.eval_run import EvalOptions, MetricOptions, evaluate, load_metrics
+
+    deblurrer = _load(args, ranks)
+    records = _records(args)
+    variants = _variants(args, deblurrer.model.config)
+    metric_options = MetricOptions(args.lpips, args.lpips_backbone, args.musiq_weights, args.nrqm_weights)
+    metrics = load_metrics(metric_options, device=str(deblurrer.device))
+    for metric, why in metrics.skipped.items():
+        print(f"demoe eval: {metric.upper()} skipped: {why}", file=sys.stderr)
+    options = EvalOptions(
+        method_name=args.name,
+        group_by=args.group_by,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        tlc=args.tlc,
+        save_dir=f"{args.output}/images" if args.save_images else None,
+        progress=not (args.quiet or args.json),
+        cost_size=args.cost_size if args.cost else None,
+        cost_repeats=args.cost_repeats,
+    )
+    evaluation = evaluate(deblurrer, records, variants, options, metrics, ranks)
+    if evaluation is None:  # a rank other than 0: rank 0 writes and prints the merged result
+        return 0
+    if args.output:
+        evaluation.write(args.output)
+    if args.json:
+        print(json.dumps(evaluation.to_dict(), indent=2))
+        return 0
+    from demoe.evaluation.comparison import render
+
+    print(render(evaluation.table(), args.layout))
+    if evaluation.result.router is not None:
+        print(evaluation.result.router["markdown"])
+    if args.output:
+        print(f"results written to {args.output}/")
+    return 0
+
+
+def _load(args: argparse.Namespace, ranks):
+    """The model of --weights on this rank's device, checked for --tlc."""
     from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError
-    from demoe.data.manifest import read_manifest
-    from demoe.evaluation.benchmark import filter_records, variants_from_options
     from demoe.inference import Deblurrer
 
     try:
         deblurrer = Deblurrer(args.weights, device=ranks.device)
     except (WeightsNotFoundError, CheckpointReadError) as error:
-        print(f"demoe eval: {error}", file=sys.stderr)
-        return 2
-    records = []
-    for manifest in args.manifest:
-        try:
-            records += read_manifest(manifest)
-        except (FileNotFoundError, ValueError) as error:
-            print(f"demoe eval: {error}", file=sys.stderr)
-            return 2
-    config = deblurrer.model.config
-    top_ks = args.top_k if args.top_k is not None else [config.top_k if config.is_moe else 1]
+        raise CommandError(str(error)) from None
     if args.tlc:
         try:
             deblurrer.check_tlc()
         except ValueError as error:
-            print(f"demoe eval: --tlc: {error}", file=sys.stderr)
-            return 2
-    records = filter_records(records, None if args.split == "all" else args.split, args.limit)
-    if not records:
-        print(f"demoe eval: no records of split {args.split!r} in {', '.join(args.manifest)}", file=sys.stderr)
-        return 2
+            raise CommandError(f"--tlc: {error}") from None
+    return deblurrer
+
+
+def _records(args: argparse.Namespace):
+    from demoe.evaluation.eval_run import read_records
+
+    try:
+        return read_records(args.manifest, None if args.split == "all" else args.split, args.limit)
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from None
+
+
+def _variants(args: argparse.Namespace, config):
+    """The ways to run the model that --task, --top-k, --manual and --input-metrics ask for."""
+    from demoe.evaluation.benchmark import variants_from_options
+
+    top_ks = args.top_k if args.top_k is not None else [config.top_k if config.is_moe else 1]
     if not config.is_moe and (args.task != "auto" or args.manual or top_ks != [1]):
-        print("demoe eval: this model has no experts: use --task auto --top-k 1", file=sys.stderr)
-        return 2
-    experts = deblurrer.model.config.num_experts or 1
-    if any(not 1 <= k <= experts for k in top_ks):
-        print(f"demoe eval: --top-k values must be in 1..{experts}", file=sys.stderr)
-        return 2
-    extra = None
-    if args.lpips:
-        from demoe.evaluation.lpips import LPIPSBackboneNotFoundError, load_lpips, lpips_distance
-
-        try:
-            lpips_model = load_lpips(args.lpips, args.lpips_backbone)
-        except (LPIPSBackboneNotFoundError, ValueError) as error:  # missing, unreadable or untrusted
-            print(f"demoe eval: LPIPS skipped: {error}", file=sys.stderr)
-        else:
-            def lpips_of(restored, sharp):
-                return {} if sharp is None else {"lpips": lpips_distance(restored, sharp, lpips_model)}
-
-            extra = lpips_of
-
-    from demoe.evaluation.no_reference import load_no_reference
-
-    no_reference, skipped = load_no_reference(True, args.musiq_weights, args.nrqm_weights, device=str(deblurrer.device))
-    for metric, why in skipped.items():
-        print(f"demoe eval: {metric.upper()} skipped: {why}", file=sys.stderr)
-
-    variants = variants_from_options(args.task, top_ks, args.manual, args.input_metrics)
-    save_dir = None
-    if args.save_images:
-        if args.out is None:
-            print("demoe eval: --save-images needs --out", file=sys.stderr)
-            return 2
-        save_dir = f"{args.out}/images"
-    missing = [p for r in records for p in (r.blurry, r.sharp, r.mask) if p is not None and not Path(p).is_file()]
-    if missing:
-        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-        print(f"demoe eval: manifest files not found: {', '.join(missing[:5])}{more}", file=sys.stderr)
-        return 2
-    from demoe.evaluation.sharded import run_benchmark_sharded
-
-    result = run_benchmark_sharded(
-        ranks,
-        deblurrer,
-        records,
-        variants,
-        method_name=args.name,
-        group_by=args.group_by,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-        no_reference=no_reference,
-        extra_metrics=extra,
-        progress=not (args.quiet or args.json),
-        save_dir=save_dir,
-        tlc=args.tlc,
-    )
-    if result is None:  # a rank other than 0: rank 0 writes and prints the merged result
-        return 0
-    costs = {}
-    if args.cost:
-        from demoe.evaluation.comparison import model_cost
-
-        for variant in variants:
-            if variant.kind != "input":
-                top_k = variant.top_k if variant.kind == "auto" else 1
-                costs[variant.label(args.name)] = model_cost(
-                    deblurrer.model, top_k, args.cost_size, args.cost_repeats, str(deblurrer.device)
-                )
-    if args.out:
-        result.write(args.out)
-        if costs:
-            from demoe.evaluation.comparison import write_costs
-
-            write_costs(args.out, costs)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        from demoe.evaluation.comparison import render
-        from demoe.evaluation.tables import build_table
-
-        table = result.table()
-        if costs:
-            table = build_table(
-                [{**row, "dataset": row["group"]} for row in result.rows], methods=table.methods, costs=costs
-            )
-        print(render(table, args.layout))
-        if result.router is not None:
-            print(result.router["markdown"])
-        if args.out:
-            print(f"results written to {args.out}/")
-    return 0
+        raise CommandError("this model has no experts: use --task auto --top-k 1")
+    check_top_k(top_ks, config)
+    return variants_from_options(args.task, top_ks, args.manual, args.input_metrics)
 
 
 def _combine(args: argparse.Namespace) -> int:
-    from demoe.evaluation.comparison import combine_runs, render
-    from demoe.evaluation.tables import to_csv, to_json
-    from demoe.fileio import atomic_write
+    from demoe.evaluation.comparison import combine_runs, render, write_tables
+    from demoe.evaluation.tables import to_json
 
     try:
         table = combine_runs(args.combine)
     except (FileNotFoundError, ValueError) as error:
-        print(f"demoe eval: {error}", file=sys.stderr)
-        return 2
-    text = render(table, args.layout)
-    if args.out:
-        out = Path(args.out)
-        for name, content in (
-            (f"{args.layout}.md", text),
-            (f"{args.layout}.csv", to_csv(table)),
-            (f"{args.layout}.json", json.dumps(to_json(table), indent=2) + "\n"),
-        ):
-            atomic_write(out / name, lambda path, content=content: Path(path).write_text(content))
+        raise CommandError(str(error)) from None
+    if args.output:
+        write_tables(table, args.output, args.layout)
     if args.json:
         print(json.dumps(to_json(table), indent=2))
     else:
-        print(text, end="")
-        if args.out:
-            print(f"tables written to {args.out}/")
+        print(render(table, args.layout), end="")
+        if args.output:
+            print(f"tables written to {args.output}/")
     return 0

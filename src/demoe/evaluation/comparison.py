@@ -2,14 +2,14 @@
 LPIPS with a cost column) and Table 7 (cost and averages over the datasets, one line per
 expert block).
 
-A run is the `--out` folder of one `demoe eval`: `per_image.jsonl` (one row per image and
+A run is the output folder (`-o`) of one `demoe eval`: `per_image.jsonl` (one row per image and
 variant) and, with `demoe eval --cost`, `cost.json` ({label: {params, macs_g, latency_ms}},
 the cost of each variant of the table, measured once for the model). `combine_runs` puts
 several runs into one `ResultTable`; `render` writes it in either layout.
 
 Example:
-    demoe eval --weights runs/restormer/last --manifest aio.jsonl --name Restormer --cost --out results/restormer
-    demoe eval --weights runs/demoe/last --manifest aio.jsonl --name DeMoE --cost --out results/demoe
+    demoe eval --weights runs/restormer/last --manifest aio.jsonl --name Restormer --cost -o results/restormer
+    demoe eval --weights runs/demoe/last --manifest aio.jsonl --name DeMoE --cost -o results/demoe
     demoe eval --combine results/restormer results/demoe --layout table1
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from demoe.evaluation.cost import Cost, count_macs, count_macs_of_config, count_parameters, measure_latency_ms
-from demoe.evaluation.tables import ResultTable, build_table, to_markdown, to_markdown_averages
+from demoe.evaluation.tables import ResultTable, build_table, to_csv, to_json, to_markdown, to_markdown_averages
 from demoe.fileio import atomic_write
 from demoe.model import DeblurNetwork
 
@@ -59,7 +59,7 @@ def read_run(directory: str | os.PathLike) -> tuple[list[dict], dict[str, Cost]]
     directory = Path(directory)
     rows_path = directory / ROWS_FILE
     if not rows_path.is_file():
-        raise FileNotFoundError(f"{directory} is not a `demoe eval --out` folder: no {ROWS_FILE}")
+        raise FileNotFoundError(f"{directory} is not a `demoe eval -o` folder: no {ROWS_FILE}")
     rows = []
     for number, line in enumerate(rows_path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -110,3 +110,18 @@ def render(table: ResultTable, layout: Layout = "table1") -> str:
     if layout == "table7":
         return to_markdown_averages(table)
     raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+
+
+def write_tables(table: ResultTable, directory: str | os.PathLike, layout: Layout = "table1") -> list[Path]:
+    """<layout>.md (`render`), <layout>.csv and <layout>.json of a combined table in directory,
+    each written atomically (what `demoe eval --combine ... -o DIR` writes)."""
+    directory = Path(directory)
+    contents = {
+        f"{layout}.md": render(table, layout),
+        f"{layout}.csv": to_csv(table),
+        f"{layout}.json": json.dumps(to_json(table), indent=2) + "\n",
+    }
+    return [
+        atomic_write(directory / name, lambda path, text=text: Path(path).write_text(text))
+        for name, text in contents.items()
+    ]
