@@ -7,9 +7,9 @@ taking the `demoe data` sub-parsers, so a new one is a function plus one entry i
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from demoe.cli.common import CommandError, add_output_argument
 from demoe.cli.synth import add_synth_parser
 from demoe.data.manifest import SPLITS
 from demoe.data.sources import DATASET_FOLDERS
@@ -59,7 +59,7 @@ def _add_aio_blur(data_subparsers: argparse._SubParsersAction) -> None:
         "subsampling), then the original test splits. Prints counts per dataset and split.",
     )
     _add_location_arguments(parser)
-    parser.add_argument("--out", required=True, help="manifest to write (JSON Lines)")
+    add_output_argument(parser, "manifest to write (JSON Lines)", metavar="MANIFEST", required=True)
     parser.add_argument("--seed", type=int, default=0, help="seed of the LOLBlur draw (default 0)")
     parser.add_argument(
         "--gopro-blur",
@@ -92,7 +92,7 @@ def _add_aio_blur_ood(data_subparsers: argparse._SubParsersAction) -> None:
         "one test manifest.",
     )
     _add_location_arguments(parser)
-    parser.add_argument("--out", required=True, help="manifest to write (JSON Lines)")
+    add_output_argument(parser, "manifest to write (JSON Lines)", metavar="MANIFEST", required=True)
     parser.set_defaults(handler=run_aio_blur_ood)
 
 
@@ -106,7 +106,7 @@ def _add_manifest(data_subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dataset", metavar="NAME", choices=list(DATASET_FOLDERS), help=f"one of {', '.join(DATASET_FOLDERS)}")
     _add_location_arguments(parser)
-    parser.add_argument("--out", required=True, help="manifest to write (JSON Lines)")
+    add_output_argument(parser, "manifest to write (JSON Lines)", metavar="MANIFEST", required=True)
     parser.add_argument("--split", dest="splits", action="append", choices=SPLITS, help="only this split (repeatable)")
     parser.add_argument(
         "--gopro-blur", choices=("blur", "blur_gamma"), default="blur", help="GoPro input folder (default blur)"
@@ -135,14 +135,13 @@ def run_manifest(args: argparse.Namespace) -> int:
             gopro_blur_folder=args.gopro_blur, realblur_folder=realblur,
         )
     except (DatasetLayoutError, ValueError) as error:
-        print(f"demoe data manifest: {error}", file=sys.stderr)
-        return 2
-    write_manifest(args.out, records)
+        raise CommandError(str(error)) from None
+    write_manifest(args.output, records)
     for split in SPLITS:
         count = sum(record.split == split for record in records)
         if count:
             print(f"{args.dataset}  {split:<5}  {count}")
-    print(f"wrote {len(records)} records of {args.dataset} ({folder}) to {Path(args.out)}")
+    print(f"wrote {len(records)} records of {args.dataset} ({folder}) to {Path(args.output)}")
     return 0
 
 
@@ -152,8 +151,7 @@ def run_aio_blur(args: argparse.Namespace) -> int:
     from demoe.data.sources import DatasetLayoutError
 
     if args.workers < 1:
-        print("demoe data aio-blur: --workers must be >= 1", file=sys.stderr)
-        return 2
+        raise CommandError("--workers must be >= 1")
     try:
         mix = build_aio_blur(
             args.root,
@@ -165,11 +163,10 @@ def run_aio_blur(args: argparse.Namespace) -> int:
             mse_cache=args.mse_cache,
         )
     except (DatasetLayoutError, ValueError) as error:
-        print(f"demoe data aio-blur: {error}", file=sys.stderr)
-        return 2
-    write_manifest(args.out, mix.records)
+        raise CommandError(str(error)) from None
+    write_manifest(args.output, mix.records)
     print(mix.format_summary())
-    print(f"wrote {len(mix.records)} records to {Path(args.out)}")
+    print(f"wrote {len(mix.records)} records to {Path(args.output)}")
     return 0
 
 
@@ -181,9 +178,8 @@ def run_aio_blur_ood(args: argparse.Namespace) -> int:
     try:
         mix = build_aio_blur_ood(args.root, overrides=dict(args.paths))
     except (DatasetLayoutError, ValueError) as error:
-        print(f"demoe data aio-blur-ood: {error}", file=sys.stderr)
-        return 2
-    write_manifest(args.out, mix.records)
+        raise CommandError(str(error)) from None
+    write_manifest(args.output, mix.records)
     print(mix.format_summary())
-    print(f"wrote {len(mix.records)} records to {Path(args.out)}")
+    print(f"wrote {len(mix.records)} records to {Path(args.output)}")
     return 0
