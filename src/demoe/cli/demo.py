@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from demoe.cli.common import CommandError, add_weights_argument
+
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
@@ -18,7 +20,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    demo.add_argument("--weights", default=None, help="model directory or bundled weights name (default: bundled)")
+    add_weights_argument(demo)
     demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     demo.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
     demo.add_argument("--max-pixels", type=int, default=12_000_000, help="largest image accepted (default 12 MP)")
@@ -32,8 +34,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     if min(args.max_upload_mb, args.max_pixels, args.concurrency, args.keep_minutes) <= 0:
-        print("demoe demo: --max-upload-mb, --max-pixels, --concurrency and --keep-minutes must be > 0", file=sys.stderr)
-        return 2
+        raise CommandError("--max-upload-mb, --max-pixels, --concurrency and --keep-minutes must be > 0")
     # Gradio fixes some of its folders when it is imported: the work folder has to exist first,
     # so that everything it writes (uploads, cached results) goes there and is removed with it.
     workdir = Path(tempfile.mkdtemp(prefix="demoe-demo-"))
@@ -51,8 +52,7 @@ def run_demo(args: argparse.Namespace) -> int:
         try:
             launch(args.weights, host=args.host, port=args.port, device=args.device, limits=limits, workdir=workdir)
         except (WeightsNotFoundError, CheckpointReadError) as error:
-            print(f"demoe demo: {error}", file=sys.stderr)
-            return 2
+            raise CommandError(str(error)) from None
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from demoe.cli.common import CommandError
 from demoe.evaluation.protocols import PROTOCOLS
 
 
@@ -58,27 +59,21 @@ def run_metrics(args: argparse.Namespace) -> int:
     from demoe.evaluation.no_reference import load_no_reference
 
     if args.lpips_backbone and not args.lpips:
-        print("demoe metrics: --lpips-backbone needs --lpips alex|vgg", file=sys.stderr)
-        return 2
+        raise CommandError("--lpips-backbone needs --lpips alex|vgg")
     wants_no_reference = args.niqe or args.musiq_weights or args.nrqm_weights
     if args.sharp_dir is None:
         reference_only = [flag for flag, value in (("--lpips", args.lpips), ("--mask-dir", args.mask_dir)) if value]
         if reference_only or args.protocol != "default":
             used = reference_only + (["--protocol"] if args.protocol != "default" else [])
-            print(f"demoe metrics: {', '.join(used)} need(s) SHARP_DIR", file=sys.stderr)
-            return 2
+            raise CommandError(f"{', '.join(used)} need(s) SHARP_DIR")
         if not wants_no_reference:
-            print(
-                "demoe metrics: without SHARP_DIR, ask for a no-reference metric: --niqe, --musiq-weights FILE "
-                "or --nrqm-weights FILE",
-                file=sys.stderr,
+            raise CommandError(
+                "without SHARP_DIR, ask for a no-reference metric: --niqe, --musiq-weights FILE or --nrqm-weights FILE"
             )
-            return 2
     try:
         pairs = match_pairs(args.restored_dir, args.sharp_dir, args.mask_dir) if args.sharp_dir else None
     except PairingError as error:
-        print(f"demoe metrics: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
 
     skipped = {}
     lpips_model = None
@@ -94,8 +89,7 @@ def run_metrics(args: argparse.Namespace) -> int:
     for metric, why in skipped.items():
         print(f"demoe metrics: {metric.upper()} skipped: {why}", file=sys.stderr)
     if pairs is None and not no_reference.names:
-        print("demoe metrics: no metric left to compute", file=sys.stderr)
-        return 2
+        raise CommandError("no metric left to compute")
 
     try:
         if pairs is None:
@@ -103,8 +97,7 @@ def run_metrics(args: argparse.Namespace) -> int:
         else:
             scores = score_folders(pairs, PROTOCOLS[args.protocol], lpips_model=lpips_model, no_reference=no_reference)
     except (PairingError, ValueError, OSError) as error:
-        print(f"demoe metrics: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     scores.skipped.update(skipped)
 
     if args.json:

@@ -1,4 +1,4 @@
-"""`demoe train CONFIG.yaml --out RUN_DIR [--resume] [--max-steps N] [--save-every N] [--set key=value ...]`.
+"""`demoe train CONFIG.yaml -o RUN_DIR [--resume] [--max-steps N] [--save-every N] [--set key=value ...]`.
 
 Also runs under `torchrun --nproc-per-node G -m demoe train ...` (one process per device).
 """
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+
+from demoe.cli.common import CommandError, add_output_argument
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -19,9 +20,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "train.batch_size is the global batch.",
     )
     parser.add_argument("config", help="training configuration (YAML)")
-    parser.add_argument("--out", required=True, help="run directory (checkpoints, last/, logs)")
+    add_output_argument(parser, "run directory (checkpoints, last/, logs)", metavar="RUN_DIR", required=True)
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the newest complete checkpoint in --out"
+        "--resume", action="store_true", help="continue from the newest complete checkpoint in RUN_DIR"
     )
     parser.add_argument(
         "--max-steps", type=int, default=None, help="stop after N optimizer steps in total (schedule unchanged)"
@@ -41,6 +42,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_train)
 
 
+EXIT_NON_FINITE = 3  # the loss became NaN or infinite: stopped without saving
+
+
 def run_train(args: argparse.Namespace) -> int:
     from demoe.checkpoints import CheckpointReadError, WeightsNotFoundError
     from demoe.train import ConfigError, NonFiniteLossError, RunDirError, load_config, train
@@ -50,23 +54,18 @@ def run_train(args: argparse.Namespace) -> int:
     if args.save_every is not None:
         overrides.append(f"log.save_every={args.save_every}")
     if args.max_steps is not None and args.max_steps <= 0:
-        print("demoe train: --max-steps must be > 0", file=sys.stderr)
-        return 2
+        raise CommandError("--max-steps must be > 0")
     try:
         config = load_config(args.config, overrides)
-        result = train(config, args.out, resume=args.resume, max_steps=args.max_steps)
+        result = train(config, args.output, resume=args.resume, max_steps=args.max_steps)
     except (ConfigError, RunDirError, FileNotFoundError, WeightsNotFoundError, CheckpointReadError) as error:
-        if is_main:
-            print(f"demoe train: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error) if is_main else None) from None  # rank 0 says it for every rank
     except NonFiniteLossError as error:
-        if is_main:
-            print(f"demoe train: {error}", file=sys.stderr)
-        return 3
+        raise CommandError(str(error) if is_main else None, status=EXIT_NON_FINITE) from None
     if result.stopped_by_signal:
         if is_main:
             print(f"stopped by a signal after step {result.step}/{result.total_steps}; checkpoint "
-                  f"saved; continue with: demoe train {args.config} --out {args.out} --resume")
+                  f"saved; continue with: demoe train {args.config} -o {args.output} --resume")
         return 130
     if is_main:
         print(f"trained {result.step}/{result.total_steps} steps; model directory: {result.last_dir}")
