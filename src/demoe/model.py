@@ -13,11 +13,9 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from demoe.checkpoints import PretrainedNetwork, load_official_checkpoint, load_pretrained, map_official_state_dict
 from demoe.config import ModelConfig, get_preset
@@ -31,12 +29,10 @@ from demoe.nn.promptir import PromptIR
 from demoe.nn.restormer import Restormer
 from demoe.nn.router import BlurRouter
 from demoe.nn.sfhformer import SFHformer
+from demoe.nn.unet import PADDINGS, Padding  # re-exported: demoe.model.PADDINGS, demoe.model.Padding
+from demoe.nn.unet import check_padding, encode_levels, pad_to_multiple
 
 Task = str | torch.Tensor
-# How input sides are padded to the size multiple: "zeros" (as the authors' release) or
-# "replicate" (border pixels repeated).
-Padding = Literal["zeros", "replicate"]
-PADDINGS: tuple[str, ...] = ("zeros", "replicate")
 # TLC's window as a multiple of the training crop side (NAFNet's NAFNetLocal: base_size =
 # 1.5 x train_size).
 TLC_WINDOW_FACTOR = 1.5
@@ -194,8 +190,7 @@ class DeblurUNet(PretrainedNetwork):
             raise ValueError(
                 f"expected x of shape (B, {self.config.image_channels}, H, W), got {tuple(x.shape)}"
             )
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+        check_padding(padding)
 
     def _statistics(self, x: torch.Tensor, tlc: bool):
         """The channel statistics of one call: TLC's local windows, or the global means."""
@@ -208,19 +203,8 @@ class DeblurUNet(PretrainedNetwork):
         )
 
     def _encode(self, x: torch.Tensor, padding: Padding) -> EncoderOutput:
-        height, width = x.shape[-2:]
-        multiple = self.config.size_multiple
-        pads = (0, -width % multiple, 0, -height % multiple)
-        if padding == "replicate" and any(pads):
-            padded = F.pad(x, pads, mode="replicate")
-        else:
-            padded = F.pad(x, pads)
-        features = self.intro(padded)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            features = encoder(features)
-            skips.append(features)
-            features = down(features)
+        padded = pad_to_multiple(x, self.config.size_multiple, padding)
+        features, skips = encode_levels(self.intro(padded), self.encoders, self.downs)
         return EncoderOutput(padded=padded, skips=skips, bottleneck=features)
 
     def _forward(self, x: torch.Tensor, task: Task, top_k: int | None, padding: Padding) -> DeblurOutput:

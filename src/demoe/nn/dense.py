@@ -12,11 +12,11 @@ Legend: B batch, H/W image height/width.
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 from demoe.checkpoints import PretrainedNetwork
 from demoe.config import ModelConfig
 from demoe.nn.output import DeblurOutput
+from demoe.nn.unet import Padding, check_padding, pad_to_multiple
 
 
 class DenseDeblurNet(PretrainedNetwork):
@@ -44,7 +44,7 @@ class DenseDeblurNet(PretrainedNetwork):
         x: torch.Tensor,
         task: str | torch.Tensor = "auto",
         top_k: int | None = None,
-        padding: str = "zeros",
+        padding: Padding = "zeros",
         tlc: bool = False,
     ) -> DeblurOutput:
         """x (B, 3, H, W) in [0, 1] -> DeblurOutput. `task` must be "auto" and `top_k` is
@@ -54,15 +54,11 @@ class DenseDeblurNet(PretrainedNetwork):
             raise ValueError(f"expected x of shape (B, {self.config.image_channels}, H, W), got {tuple(x.shape)}")
         if not (isinstance(task, str) and task == "auto"):
             raise ValueError("this model has no experts: call it with task='auto'")
-        if padding not in ("zeros", "replicate"):
-            raise ValueError(f"padding must be one of zeros, replicate, got {padding!r}")
+        check_padding(padding)
         if tlc:
             self.tlc_window  # ValueError: TLC does not apply
         height, width = x.shape[-2:]
-        multiple = self.config.size_multiple
-        pads = (0, -width % multiple, 0, -height % multiple)
-        padded = F.pad(x, pads, mode="replicate") if padding == "replicate" and any(pads) else F.pad(x, pads)
-        restored = self.restore(padded)
+        restored = self.restore(pad_to_multiple(x, self.config.size_multiple, padding))
         return DeblurOutput(
             image=restored[..., :height, :width],
             router_probs=None,

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from demoe.config import ModelConfig
 from demoe.nn.dense import DenseDeblurNet
 from demoe.nn.layers import LayerNorm2d
+from demoe.nn.unet import encode_levels
 
 PATCH = 8  # side of the patches the FFTs work on
 LAYER_NORM_EPS = 1e-5
@@ -185,12 +186,7 @@ class FFTformer(DenseDeblurNet):
         self.output = nn.Conv2d(width, config.image_channels, 3, padding=1, bias=False)
 
     def restore(self, padded: torch.Tensor) -> torch.Tensor:
-        features = self.patch_embed(padded)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            features = encoder(features)
-            skips.append(features)
-            features = down(features)
+        features, skips = encode_levels(self.patch_embed(padded), self.encoders, self.downs)
         features = self.middle_decoder(self.middle_encoder(features))
         for up, fuse, decoder, skip in zip(self.ups, self.fuses, self.decoders, reversed(skips)):
             features = decoder(fuse(up(features), skip))

@@ -25,7 +25,8 @@ from torch.nn import functional as F
 
 from demoe.config import ModelConfig
 from demoe.nn.dense import DenseDeblurNet
-from demoe.nn.restormer import Downsample, RestormerBlock, Upsample, restormer_blocks
+from demoe.nn.restormer import RestormerBlock, Upsample, restormer_blocks, restormer_encoder
+from demoe.nn.unet import encode_levels
 
 
 class PromptBlock(nn.Module):
@@ -77,14 +78,8 @@ class PromptIR(DenseDeblurNet):
         super().__init__(config)
         width, heads, expansion = config.width, config.attention_heads, config.ffn_expansion
         levels = len(config.encoder_blocks)
-        self.patch_embed = nn.Conv2d(config.image_channels, width, 3, padding=1, bias=False)
-        self.encoders = nn.ModuleList()
-        self.downs = nn.ModuleList()
-        for level, count in enumerate(config.encoder_blocks):
-            self.encoders.append(restormer_blocks(width * 2**level, heads[level], count, expansion))
-            self.downs.append(Downsample(width * 2**level))
+        self.patch_embed, self.encoders, self.downs, self.latent = restormer_encoder(config)
         channels = width * 2**levels
-        self.latent = restormer_blocks(channels, heads[levels], config.middle_blocks, expansion)
         prompt_heads = heads[levels - 1]
         self.prompt_stages = nn.ModuleList()
         self.ups = nn.ModuleList()
@@ -113,12 +108,7 @@ class PromptIR(DenseDeblurNet):
         self.output = nn.Conv2d(channels, config.image_channels, 3, padding=1, bias=False)
 
     def restore(self, padded: torch.Tensor) -> torch.Tensor:
-        features = self.patch_embed(padded)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            features = encoder(features)
-            skips.append(features)
-            features = down(features)
+        features, skips = encode_levels(self.patch_embed(padded), self.encoders, self.downs)
         features = self.latent(features)
         stages = zip(self.prompt_stages, self.ups, self.reduce, self.decoders, reversed(skips))
         for prompt_stage, up, reduce, decoder, skip in stages:

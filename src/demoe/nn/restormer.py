@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from demoe.config import ModelConfig
 from demoe.nn.dense import DenseDeblurNet
 from demoe.nn.layers import LayerNorm2d
+from demoe.nn.unet import encode_levels
 
 LAYER_NORM_EPS = 1e-5  # Restormer's WithBias_LayerNorm
 
@@ -101,6 +102,22 @@ class Upsample(nn.Sequential):
         super().__init__(nn.Conv2d(channels, channels * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
 
 
+def restormer_encoder(config: ModelConfig) -> tuple[nn.Conv2d, nn.ModuleList, nn.ModuleList, nn.Sequential]:
+    """Restormer's input embedding (3x3 conv to `width`), its encoder levels with their
+    down-samplings, and its bottleneck (the release's `latent`, width * 2**L channels), built
+    from `config` for Restormer and for PromptIR, which shares them."""
+    width, heads, expansion = config.width, config.attention_heads, config.ffn_expansion
+    levels = len(config.encoder_blocks)
+    patch_embed = nn.Conv2d(config.image_channels, width, 3, padding=1, bias=False)
+    encoders = nn.ModuleList()
+    downs = nn.ModuleList()
+    for level, count in enumerate(config.encoder_blocks):
+        encoders.append(restormer_blocks(width * 2**level, heads[level], count, expansion))
+        downs.append(Downsample(width * 2**level))
+    latent = restormer_blocks(width * 2**levels, heads[levels], config.middle_blocks, expansion)
+    return patch_embed, encoders, downs, latent
+
+
 class Restormer(DenseDeblurNet):
     """Restormer from a ModelConfig (`architecture="restormer"`): level l has width * 2**l
     channels and `attention_heads[l]` heads; `encoder_blocks[l]` blocks down, `middle_blocks`
@@ -116,14 +133,8 @@ class Restormer(DenseDeblurNet):
         super().__init__(config)
         width, heads, expansion = config.width, config.attention_heads, config.ffn_expansion
         levels = len(config.encoder_blocks)
-        self.patch_embed = nn.Conv2d(config.image_channels, width, 3, padding=1, bias=False)
-        self.encoders = nn.ModuleList()
-        self.downs = nn.ModuleList()
-        for level, count in enumerate(config.encoder_blocks):
-            self.encoders.append(restormer_blocks(width * 2**level, heads[level], count, expansion))
-            self.downs.append(Downsample(width * 2**level))
+        self.patch_embed, self.encoders, self.downs, self.latent = restormer_encoder(config)
         channels = width * 2**levels
-        self.latent = restormer_blocks(channels, heads[levels], config.middle_blocks, expansion)
         self.ups = nn.ModuleList()
         self.reduce = nn.ModuleList()
         self.decoders = nn.ModuleList()
@@ -142,12 +153,7 @@ class Restormer(DenseDeblurNet):
         self.output = nn.Conv2d(channels, config.image_channels, 3, padding=1, bias=False)
 
     def restore(self, padded: torch.Tensor) -> torch.Tensor:
-        features = self.patch_embed(padded)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            features = encoder(features)
-            skips.append(features)
-            features = down(features)
+        features, skips = encode_levels(self.patch_embed(padded), self.encoders, self.downs)
         features = self.latent(features)
         for up, reduce, decoder, skip in zip(self.ups, self.reduce, self.decoders, reversed(skips)):
             features = decoder(reduce(torch.cat([up(features), skip], dim=1)))

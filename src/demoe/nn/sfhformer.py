@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from demoe.config import ModelConfig
 from demoe.nn.dense import DenseDeblurNet
+from demoe.nn.unet import encode_levels
 
 FOURIER_GROUPS = 4  # kernels of the frequency dynamic convolution
 
@@ -187,12 +188,7 @@ class SFHformer(DenseDeblurNet):
         self.patch_unembed = nn.Conv2d(width, config.image_channels, 3, padding=1)
 
     def restore(self, padded: torch.Tensor) -> torch.Tensor:
-        features = self.patch_embed(padded)
-        skips = []
-        for encoder, down in zip(self.encoders, self.downs):
-            features = encoder(features)
-            skips.append(features)
-            features = down(features)
+        features, skips = encode_levels(self.patch_embed(padded), self.encoders, self.downs)
         features = self.middle(features)
         for up, reduce, decoder, skip in zip(self.ups, self.skips, self.decoders, reversed(skips)):
             features = decoder(reduce(torch.cat([up(features), skip], dim=1)))
