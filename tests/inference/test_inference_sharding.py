@@ -21,8 +21,10 @@ from demoe.config import TASK_NAMES
 from demoe.data.manifest import PairRecord, write_manifest
 from demoe.distributed import DistributedContext
 from demoe.imageio import write_image
-from demoe.inference.batch import InputFile
-from demoe.inference.sharding import deal, output_group
+from demoe.inference import Deblurrer
+from demoe.inference.batch import BatchOptions, InputFile, ReportWriter, find_inputs
+from demoe.inference.sharding import deal, output_group, restore_inputs
+from demoe.inference.video import VideoOptions
 
 from inference_testing import photo, quantized, tiny_model, tree_hashes
 from video_testing import scene_frames, write_clip
@@ -86,6 +88,29 @@ def test_deal_gives_every_item_to_one_rank_and_keeps_same_named_outputs_together
 
 
 @pytest.mark.slow
+def test_restore_inputs_in_one_process_tells_images_from_videos_by_content(tmp_path, model_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "a.png", quantized(photo(16, 20, 3), np.uint8))
+    Image.fromarray(quantized(photo(12, 14, 3, seed=1), np.uint8)).save(folder / "clip.mp4", format="PNG")
+    (folder / "broken.png").write_bytes(b"not an image")
+    inputs = find_inputs([str(folder)], suffixes=(".png", ".mp4"))
+    out = tmp_path / "out"
+    out.mkdir()
+    report = ReportWriter(tmp_path / "report.jsonl")
+    messages = []
+    context = DistributedContext(0, 0, 1, torch.device("cpu"))
+    summary = restore_inputs(inputs, out, Deblurrer(str(model_dir), device="cpu"), BatchOptions(), VideoOptions(),
+                             report, context, quiet=True, say=messages.append)
+    report.close()
+    assert (summary.done, summary.skipped, [name for name, _ in summary.failed]) == (2, 0, [str(folder / "broken.png")])
+    assert sorted(path.name for path in out.iterdir()) == ["a_deblurred.png", "clip_deblurred.png"]  # the PNG in clip.mp4
+    assert [record["input"] for record in _report(tmp_path / "report.jsonl")] == [
+        str(folder / name) for name in ("a.png", "broken.png", "clip.mp4")
+    ]
+    assert any("broken.png" in message for message in messages)
+
+
 def test_two_processes_deblur_like_one(tmp_path, model_dir, capsys):
     folder = tmp_path / "in"
     folder.mkdir()

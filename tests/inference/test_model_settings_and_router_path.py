@@ -128,6 +128,8 @@ def test_tlc_needs_a_model_with_its_training_crop(tmp_path, capsys, model_dir):
     args = ["--weights", str(model_dir), "--device", "cpu"]
     assert main(["deblur", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--tlc", *args]) == 2
     assert "train_crop" in capsys.readouterr().err
+    assert main(["classify", str(tmp_path / "in.png"), "--tlc", *args]) == 2  # refused before any input
+    assert capsys.readouterr().err.startswith("demoe classify: --tlc:")
     model = demoe.load_model(model_dir)
     model.config = model.config.replace(train_crop=16)
     model.save_pretrained(str(tmp_path / "with-crop"))
