@@ -235,6 +235,23 @@ def _checked_value(name: str, hint: Any, value: Any) -> Any:
 # Presets: plain data. `demoe` is the authors' released configuration (20,150,665 parameters);
 # `nafnet-baseline` is the paper's dense baseline (10.08 M); `*-router` variants carry the
 # router head, as trained in stage 1 of the recipe. Small and tiny presets differ only by values.
+# The value groups several presets share:
+_DENSE: dict[str, Any] = {"num_experts": 0, "router": False}  # no experts, no router
+# The stage-1 baselines: DeMoE's layout with every MoE block replaced by one more block.
+_BASELINE_LAYOUT: dict[str, Any] = {"middle_blocks": 3, "decoder_blocks": (3, 3, 3, 3), "num_experts": 0}
+# Restormer's standard configuration, which PromptIR's release keeps.
+_RESTORMER_LAYOUT: dict[str, Any] = {
+    "width": 48,
+    "encoder_blocks": (4, 6, 6),
+    "middle_blocks": 8,
+    "decoder_blocks": (6, 6, 4),
+    "refinement_blocks": 4,
+    "attention_heads": (1, 2, 4, 8),
+    "ffn_expansion": 2.66,
+}
+# The small and tiny sizes of DeMoE and of their baselines.
+_SMALL: dict[str, Any] = {"width": 16, "encoder_blocks": (1, 1, 1, 2), "router_channels": 64, "router_hidden": 32}
+_TINY: dict[str, Any] = {"width": 8, "encoder_blocks": (1, 1), "router_channels": 16, "router_hidden": 16}
 _EXPERT_VARIANTS: dict[str, dict[str, Any]] = {
     "darkir": {},
     "wavelet": {},
@@ -244,20 +261,8 @@ _EXPERT_VARIANTS: dict[str, dict[str, Any]] = {
 
 PRESETS: dict[str, ModelConfig] = {
     "demoe": ModelConfig(name="demoe"),
-    "nafnet-baseline": ModelConfig(
-        name="nafnet-baseline",
-        middle_blocks=3,
-        decoder_blocks=(3, 3, 3, 3),
-        num_experts=0,
-        router=False,
-    ),
-    "nafnet-baseline-router": ModelConfig(
-        name="nafnet-baseline-router",
-        middle_blocks=3,
-        decoder_blocks=(3, 3, 3, 3),
-        num_experts=0,
-        router=True,
-    ),
+    "nafnet-baseline": ModelConfig(name="nafnet-baseline", **_BASELINE_LAYOUT, router=False),
+    "nafnet-baseline-router": ModelConfig(name="nafnet-baseline-router", **_BASELINE_LAYOUT, router=True),
     # Table 7: DeMoE with other expert blocks (same layout; see demoe.nn.blocks), and the
     # stage-1 baselines they are upcycled from (the last block of the middle stage and of every
     # decoder level is the expert block). Restormer experts: heads doubling per level as in
@@ -268,44 +273,20 @@ PRESETS: dict[str, ModelConfig] = {
     },
     **{
         f"nafnet-{block}-router": ModelConfig(
-            name=f"nafnet-{block}-router",
-            middle_blocks=3,
-            decoder_blocks=(3, 3, 3, 3),
-            num_experts=0,
-            expert_block=block,
-            **fields,
+            name=f"nafnet-{block}-router", **_BASELINE_LAYOUT, expert_block=block, **fields
         )
         for block, fields in _EXPERT_VARIANTS.items()
     },
     # Table 1's rivals in the standard configurations of their releases (demoe.nn.<name>).
-    "restormer": ModelConfig(
-        name="restormer",
-        architecture="restormer",
-        width=48,
-        encoder_blocks=(4, 6, 6),
-        middle_blocks=8,
-        decoder_blocks=(6, 6, 4),
-        refinement_blocks=4,
-        attention_heads=(1, 2, 4, 8),
-        ffn_expansion=2.66,
-        num_experts=0,
-        router=False,
-    ),
+    "restormer": ModelConfig(name="restormer", architecture="restormer", **_RESTORMER_LAYOUT, **_DENSE),
     "promptir": ModelConfig(
         name="promptir",
         architecture="promptir",
-        width=48,
-        encoder_blocks=(4, 6, 6),
-        middle_blocks=8,
-        decoder_blocks=(6, 6, 4),
-        refinement_blocks=4,
-        attention_heads=(1, 2, 4, 8),
-        ffn_expansion=2.66,
+        **_RESTORMER_LAYOUT,
         prompt_channels=(64, 128, 320),
         prompt_sizes=(64, 32, 16),
         prompt_length=5,
-        num_experts=0,
-        router=False,
+        **_DENSE,
     ),
     "fftformer": ModelConfig(
         name="fftformer",
@@ -316,8 +297,7 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_blocks=(6, 6),
         refinement_blocks=4,
         ffn_expansion=3.0,
-        num_experts=0,
-        router=False,
+        **_DENSE,
     ),
     "sfhformer": ModelConfig(
         name="sfhformer",
@@ -326,46 +306,15 @@ PRESETS: dict[str, ModelConfig] = {
         encoder_blocks=(6, 6),
         middle_blocks=10,
         decoder_blocks=(6, 6),
-        num_experts=0,
-        router=False,
+        **_DENSE,
     ),
-    "demoe-small": ModelConfig(
-        name="demoe-small",
-        width=16,
-        encoder_blocks=(1, 1, 1, 2),
-        middle_blocks=1,
-        decoder_blocks=(1, 1, 1, 1),
-        router_channels=64,
-        router_hidden=32,
-    ),
+    "demoe-small": ModelConfig(name="demoe-small", **_SMALL, middle_blocks=1, decoder_blocks=(1, 1, 1, 1)),
     "nafnet-small-router": ModelConfig(
-        name="nafnet-small-router",
-        width=16,
-        encoder_blocks=(1, 1, 1, 2),
-        middle_blocks=2,
-        decoder_blocks=(2, 2, 2, 2),
-        num_experts=0,
-        router_channels=64,
-        router_hidden=32,
+        name="nafnet-small-router", **_SMALL, middle_blocks=2, decoder_blocks=(2, 2, 2, 2), num_experts=0
     ),
-    "demoe-tiny": ModelConfig(
-        name="demoe-tiny",
-        width=8,
-        encoder_blocks=(1, 1),
-        middle_blocks=1,
-        decoder_blocks=(1, 1),
-        router_channels=16,
-        router_hidden=16,
-    ),
+    "demoe-tiny": ModelConfig(name="demoe-tiny", **_TINY, middle_blocks=1, decoder_blocks=(1, 1)),
     "nafnet-tiny-router": ModelConfig(
-        name="nafnet-tiny-router",
-        width=8,
-        encoder_blocks=(1, 1),
-        middle_blocks=2,
-        decoder_blocks=(2, 2),
-        num_experts=0,
-        router_channels=16,
-        router_hidden=16,
+        name="nafnet-tiny-router", **_TINY, middle_blocks=2, decoder_blocks=(2, 2), num_experts=0
     ),
 }
 
