@@ -9,6 +9,17 @@ def _seed():
     np.random.seed(0)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread for the test, the old count restored after: tiny tensors on
+    shared cores run many times faster on one thread than on two. A test module opts in with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_weights_dir(tmp_path_factory):
     """A demoe-tiny model directory with small random weights on every branch."""

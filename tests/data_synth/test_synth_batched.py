@@ -27,12 +27,7 @@ from demoe.data.synthetic import batched_ops as ops
 from demoe.data.synthetic import camera, generator, kernels, scene
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ from inference_testing import file_hash, photo, psnr, quantized, tiny_model
 from video_testing import AUDIO_RATE, read_clip, scene_frames, write_clip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two threads on two shared cores are many times slower than one for these tiny frames.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny frames: one thread is many times faster
 
 
 @pytest.fixture(scope="module")
