@@ -59,25 +59,17 @@ def build_dataset(config: DataConfig, seed: int, device: torch.device | str = "c
     from demoe.data.synthetic import DarkSceneConfig, SynthConfig, SyntheticBlurBatches, SyntheticBlurDataset
 
     folders = (config.photos,) if isinstance(config.photos, str) else tuple(config.photos or ())
-    photos = [path for folder in folders for path in list_photos(folder)]
-    if config.kind == "synthetic_device":
-        return SyntheticBlurBatches(
-            [str(path) for path in photos],
-            crop_size=config.crop_size,
-            tasks=config.tasks,
-            seed=seed,
-            length=config.length,
-            config=SynthConfig(dark_scene=DarkSceneConfig(probability=config.dark_scenes)),
-            device=device,
-        )
-    return SyntheticBlurDataset(
-        [str(path) for path in photos],
+    photos = [str(path) for folder in folders for path in list_photos(folder)]
+    synthesis = dict(
         crop_size=config.crop_size,
         tasks=config.tasks,
         seed=seed,
         length=config.length,
         config=SynthConfig(dark_scene=DarkSceneConfig(probability=config.dark_scenes)),
     )
+    if config.kind == "synthetic_device":
+        return SyntheticBlurBatches(photos, **synthesis, device=device)
+    return SyntheticBlurDataset(photos, **synthesis)
 
 
 def list_photos(folder: str | Path) -> list[Path]:
