@@ -87,7 +87,6 @@ def test_deal_gives_every_item_to_one_rank_and_keeps_same_named_outputs_together
         assert owner["in/a.png"] == owner["in/A.jpg"] and owner["in/d.mp4"] == owner["in/d.mov"]
 
 
-@pytest.mark.slow
 def test_restore_inputs_in_one_process_tells_images_from_videos_by_content(tmp_path, model_dir):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -111,6 +110,7 @@ def test_restore_inputs_in_one_process_tells_images_from_videos_by_content(tmp_p
     assert any("broken.png" in message for message in messages)
 
 
+@pytest.mark.slow
 def test_two_processes_deblur_like_one(tmp_path, model_dir, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
