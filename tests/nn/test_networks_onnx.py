@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from demoe.export import OnnxDeblurModel, export_onnx
-from test_networks import _one_thread, tiny_model  # noqa: F401 (the autouse one-thread fixture)
+from test_networks import tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow
