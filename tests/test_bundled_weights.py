@@ -123,3 +123,15 @@ def test_ship_refuses_a_failed_gate_and_packages_a_passed_one(ship, tmp_path):
     assert config["extra"]["gate"]["gain_db"] == {"defocus": 1.5, "low_light": 10.25}
     assert "float16" in (into / "README.md").read_text() and "+1.25" in (into / "README.md").read_text()
     assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=into, capture_output=True).returncode == 0
+
+
+def test_the_readme_deblur_command_works_from_a_fresh_clone(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    command = next(line for line in (root / "README.md").read_text().splitlines() if "&& demoe deblur " in line)
+    arguments = command.split("&& demoe ", 1)[1].split()
+    assert arguments[0] == "deblur" and arguments[arguments.index("-o") + 1] == "out/"
+    arguments[1] = str(root / arguments[1])  # the README runs in the clone's root
+    arguments[arguments.index("-o") + 1] = str(tmp_path / "out")
+    assert main([*arguments, "--device", "cpu", "--quiet"]) == 0
+    (restored,) = (tmp_path / "out").iterdir()
+    assert Image.open(restored).size == Image.open(arguments[1]).size
