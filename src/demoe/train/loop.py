@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from demoe.checkpoints import WeightsNotFoundError
 from demoe.data.synthetic import SyntheticBlurBatches
+from demoe.fileio import atomic_write_text
 from demoe.model import DeblurUNet, build_model, init_experts_from_baseline, load_model
 from demoe.train import checkpointing
 from demoe.train.config import ConfigError, DataConfig, TrainConfig, dump_config, parse_yaml
@@ -308,9 +309,7 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, context: 
                 if changed:
                     print(f"demoe train: warning: resuming with a changed configuration "
                           f"({', '.join(changed)})", file=sys.stderr)
-            temporary = run_dir / f".{CONFIG_FILE}.tmp"
-            temporary.write_text(text)
-            os.replace(temporary, config_path)
+            atomic_write_text(config_path, text)
             decision = (None if existing is None else str(existing), None)
     checkpoint, error = broadcast_object(decision, context)
     if error is not None:
