@@ -105,9 +105,11 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
     return image @ np.array([65.481, 128.553, 24.966]) / 255.0 + 16.0
 
 
-def niqe_of_luma(luma: np.ndarray, block_size: int = BLOCK_SIZE) -> float:
+def niqe_of_luma(luma: np.ndarray, block_size: int = BLOCK_SIZE, precision: type = np.float32) -> float:
     """NIQE of an (H, W) luma image with values in [0, 255] (float). The image is cropped to
-    whole blocks; it needs at least two blocks."""
+    whole blocks; it needs at least two blocks. `precision` of the filtering: np.float32 (the
+    default) reproduces MATLAB R2021a's `niqe`, np.float64 the LIVE release code run in double
+    precision (tests/evaluation/niqe_octave_reference.json)."""
     if luma.ndim != 2:
         raise ValueError(f"expected an (H, W) luma image, got shape {luma.shape}")
     mu_pristine, cov_pristine, window = pristine_params()
@@ -119,7 +121,7 @@ def niqe_of_luma(luma: np.ndarray, block_size: int = BLOCK_SIZE) -> float:
     # Single precision on purpose: it reproduces MATLAB R2021a's value for baboon.png to 2e-6
     # (as BasicSR's float32 port does), while float64 lands 4e-4 away, through the variance
     # E[x^2] - E[x]^2 of flat regions.
-    image = luma[: blocks_h * block_size, : blocks_w * block_size].astype(np.float32)
+    image = luma[: blocks_h * block_size, : blocks_w * block_size].astype(precision)
 
     features_per_scale = []
     for scale in (1, 2):
@@ -134,7 +136,7 @@ def niqe_of_luma(luma: np.ndarray, block_size: int = BLOCK_SIZE) -> float:
         ]
         features_per_scale.append(np.array(features))
         if scale == 1:
-            image = (matlab_imresize(image / 255.0, scale=0.5) * 255.0).astype(np.float32)
+            image = (matlab_imresize(image / 255.0, scale=0.5) * 255.0).astype(precision)
 
     features = np.concatenate(features_per_scale, axis=1)  # (blocks, 36)
     mu_distorted = np.nanmean(features, axis=0)
@@ -145,12 +147,13 @@ def niqe_of_luma(luma: np.ndarray, block_size: int = BLOCK_SIZE) -> float:
     return float(np.sqrt(np.squeeze(difference @ inverse @ difference.T)))  # Eq. 10
 
 
-def niqe(image: np.ndarray, crop_border: int = 0) -> float:
+def niqe(image: np.ndarray, crop_border: int = 0, precision: type = np.float32) -> float:
     """NIQE of an image (lower is better).
 
     image: (H, W, 3) RGB or (H, W) gray; uint8, uint16 (scaled to [0, 255]) or float in [0, 1].
     RGB is converted to MATLAB's Y channel; values are rounded to integers first, as MATLAB
-    reads 8-bit images. crop_border pixels are dropped on every side.
+    reads 8-bit images. crop_border pixels are dropped on every side. `precision`: see
+    `niqe_of_luma` (the default, float32, is MATLAB's).
     """
     image = np.asarray(image)
     if image.dtype == np.uint8:
@@ -171,4 +174,4 @@ def niqe(image: np.ndarray, crop_border: int = 0) -> float:
         raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
     if crop_border:
         luma = luma[crop_border:-crop_border, crop_border:-crop_border]
-    return niqe_of_luma(np.round(luma))
+    return niqe_of_luma(np.round(luma), precision=precision)
