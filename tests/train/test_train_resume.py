@@ -84,3 +84,24 @@ def test_max_steps_then_resume_matches_one_run(tmp_path):
     assert (state["epoch"], state["batch_in_epoch"], state["steps_per_epoch"]) == (1, 2, 3)
     assert set(state["rng"][0]) >= {"python", "numpy", "torch"}
     assert {"optimizer", "scheduler", "grad_scaler"} <= set(state)
+
+
+class _RunsAShellCommand:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo planted",)
+
+
+def test_a_refused_resume_leaves_the_runs_config_as_it_was(tmp_path):
+    from demoe.checkpoints import CheckpointReadError
+    from demoe.train.checkpointing import STATE_FILE
+
+    run = tmp_path / "run"
+    train(parse_config(tiny_config(train={"total_steps": 2})), run, train_dataset=FakePairs(8))
+    torch.save({"step": _RunsAShellCommand()}, latest_checkpoint(run) / STATE_FILE)  # planted
+    before = (run / "config.yaml").read_text()
+    changed = parse_config(tiny_config(train={"total_steps": 5}))
+    with pytest.raises(CheckpointReadError, match="refusing"):
+        train(changed, run, resume=True, train_dataset=FakePairs(8))
+    assert (run / "config.yaml").read_text() == before

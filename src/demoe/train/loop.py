@@ -292,7 +292,7 @@ def _config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, context: DistributedContext) -> Path | None:
-    """Check the run directory and write config.yaml (rank 0); the checkpoint to resume."""
+    """Check the run directory (rank 0) and return the checkpoint to resume, if any."""
     decision: tuple[str | None, str | None] = (None, None)  # (checkpoint, error)
     if context.is_main:
         existing = checkpointing.latest_checkpoint(run_dir)
@@ -302,19 +302,24 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig, resume: bool, context: 
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             checkpointing.remove_temporaries(run_dir)
-            config_path = run_dir / CONFIG_FILE
-            text = dump_config(config)
-            if resume and config_path.is_file():
-                changed = _config_differences(parse_yaml(config_path.read_text()), config.to_dict())
-                if changed:
-                    print(f"demoe train: warning: resuming with a changed configuration "
-                          f"({', '.join(changed)})", file=sys.stderr)
-            atomic_write_text(config_path, text)
             decision = (None if existing is None else str(existing), None)
     checkpoint, error = broadcast_object(decision, context)
     if error is not None:
         raise RunDirError(error)
     return None if checkpoint is None else Path(checkpoint)
+
+
+def _write_run_config(run_dir: Path, config: TrainConfig, resume: bool, context: DistributedContext) -> None:
+    """Write RUN_DIR/config.yaml (rank 0), once the run has started or its checkpoint has
+    loaded: a refused resume leaves the run's config as it was."""
+    if not context.is_main:
+        return
+    config_path = run_dir / CONFIG_FILE
+    if resume and config_path.is_file():
+        changed = _config_differences(parse_yaml(config_path.read_text()), config.to_dict())
+        if changed:
+            print(f"demoe train: warning: resuming with a changed configuration ({', '.join(changed)})", file=sys.stderr)
+    atomic_write_text(config_path, dump_config(config))
 
 
 def cpu_has_native_bf16() -> bool:
@@ -393,6 +398,7 @@ def _run(
         resume_from = _prepare_run_dir(run_dir, config, resume, context)
         run = _setup(config, run_dir, context, train_dataset, val_dataset)
         start_step, rng_state = _load_resume_state(run, resume_from)
+        _write_run_config(run_dir, config, resume, context)
         # Experts that see no image in a step get no gradient; DDP must be told to look for them.
         find_unused = config.train.forced_task is not None or config.train.routing == "label"
         run.train_model = wrap_for_training(run.model, context, find_unused)
