@@ -67,6 +67,8 @@ REAL_PAIRS = {"GoPro": "synth_global_motion", "RealBlur": "global_motion"}
 CAMERA_MOTION = {"global_motion", "synth_global_motion"}
 # The validation's blur ranges, pinned (the generator's defaults of 2026-12, issue 16) so that
 # every row of the learning curve is measured on the same images when the training ranges move.
+# (The generator's synth_global_motion default became gamma 1.0 on 2026-12-02, as GoPro's `blur/`
+# images; this validation keeps 2.2, GoPro's `blur_gamma/`, whose blurry images are brighter.)
 VALIDATION_SYNTH = SynthConfig(
     defocus=DefocusConfig(num_layers=(3, 6), max_radius_px=(1.5, 6.0), correlation=(0.25, 0.8), tilt=(0.0, 1.0)),
     global_motion=GlobalMotionConfig(
