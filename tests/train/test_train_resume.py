@@ -105,3 +105,18 @@ def test_a_refused_resume_leaves_the_runs_config_as_it_was(tmp_path):
     with pytest.raises(CheckpointReadError, match="refusing"):
         train(changed, run, resume=True, train_dataset=FakePairs(8))
     assert (run / "config.yaml").read_text() == before
+
+
+def test_resuming_with_ema_newly_set_starts_the_average_at_the_resumed_weights(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(parse_config(tiny_config(train={"total_steps": 4})), run, train_dataset=FakePairs(8), max_steps=2)
+    resumed = read_weights(latest_checkpoint(run))
+    with_ema = parse_config(tiny_config(train={"total_steps": 4, "ema_decay": 0.999999}))  # barely moves
+    train(with_ema, run, resume=True, train_dataset=FakePairs(8))
+    assert "holds no EMA weights" in capsys.readouterr().err
+    average, trained = read_weights(run / "last"), read_weights(latest_checkpoint(run))  # last/ = EMA
+    parameters = [key for key in resumed if "running_" not in key and "num_batches" not in key]
+    moved = max(float((trained[key] - resumed[key]).abs().max()) for key in parameters)
+    assert moved > 1e-4  # two steps of training moved the weights ...
+    for key in parameters:  # ... and the average stayed where the resumed run started
+        torch.testing.assert_close(average[key], resumed[key], atol=1e-6, rtol=0)

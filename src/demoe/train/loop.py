@@ -533,9 +533,11 @@ def _load_resume_state(run: _Run, checkpoint: Path | None) -> tuple[int, Any]:
         )
     run.model.load_state_dict(model_state, strict=True)
     if run.ema is not None:
-        if ema_state is None:
-            raise ConfigError(f"train.ema_decay: {checkpoint} holds no EMA weights")
-        run.ema.model.load_state_dict(ema_state, strict=True)
+        # A run resumed with train.ema_decay newly set starts its average at the resumed weights.
+        run.ema.model.load_state_dict(model_state if ema_state is None else ema_state, strict=True)
+        if ema_state is None and context.is_main:
+            print(f"demoe train: {checkpoint} holds no EMA weights; the average (train.ema_decay) "
+                  "starts from its weights", file=sys.stderr)
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["grad_scaler"])
