@@ -190,6 +190,7 @@ def test_converted_checkpoint_equals_reference_for_auto_and_every_task(tmp_path,
     torch.save({"params": state, "iter": 123}, tmp_path / "DeMoE.pt")
     checkpoints.convert_official(tmp_path / "DeMoE.pt", tmp_path / "out", preset="test-official")
     model = demoe.load_model(tmp_path / "out")
+    assert model.config.train_crop == 384 and model.tlc_window == 576  # the paper's crops: --tlc works
     x = torch.rand(3, 3, 37, 53)
     with torch.no_grad():
         expected, expected_probs = official_tiny(x)

@@ -382,6 +382,9 @@ def create_model(name: str, **overrides) -> DeblurNetwork:
     return build_model(config)
 
 
+OFFICIAL_TRAIN_CROP = 384  # "We randomly cropped 384x384 patches" (the paper, Sec. 4 / App. C)
+
+
 def convert_official_state_dict(official: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     """Map an official DeMoE state dict onto the DeblurUNet of `config`, checking every key and
     shape (`demoe.checkpoints.map_official_state_dict`)."""
@@ -392,8 +395,12 @@ def convert_official(
     checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, preset: str = "demoe", trust: bool = False
 ) -> DeblurUNet:
     """Convert `DeMoE.pt` into a demoe model directory and return the loaded model.
-    trust: also load Python objects other than weights from the file (trusted files only)."""
+    trust: also load Python objects other than weights from the file (trusted files only).
+    The directory's config records the paper's 384 x 384 training crops (`train_crop`, which
+    `--tlc` needs) unless the preset names another."""
     config = get_preset(preset)
+    if not config.train_crop:
+        config = config.replace(train_crop=OFFICIAL_TRAIN_CROP)
     state = convert_official_state_dict(load_official_checkpoint(checkpoint_path, trust=trust), config)
     model = DeblurUNet(config)
     model.load_state_dict(state, strict=True)
