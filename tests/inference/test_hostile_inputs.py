@@ -218,6 +218,15 @@ def test_memory_estimates_are_in_bytes_and_grow_with_the_image():
         plan_restoration(config, 3000, 3000, 3, 1, 2048, 32, 1, budget=2**30)
 
 
+def test_memory_estimate_assumes_the_models_own_top_k_when_none_is_given():
+    from demoe.inference.batch import BatchOptions
+
+    assert BatchOptions().experts_mixed(model_top_k=2) == 2  # a model whose config says top-2
+    assert BatchOptions(top_k=1).experts_mixed(model_top_k=2) == 1
+    assert BatchOptions(uncertain="soft").experts_mixed(model_top_k=1) == 2
+    assert BatchOptions(task="defocus").experts_mixed(model_top_k=3) == 1
+
+
 def test_available_memory_reads_meminfo_and_cgroup_limits(tmp_path):
     (tmp_path / "proc" / "self").mkdir(parents=True)
     (tmp_path / "proc" / "meminfo").write_text("MemTotal: 16000000 kB\nMemAvailable:    8000000 kB\n")

@@ -223,12 +223,12 @@ class BatchOptions:
         if self.max_memory is not None and self.max_memory < 0:
             raise ValueError(f"max_memory must be >= 0 (0 = no check), got {self.max_memory}")
 
-    @property
-    def experts_mixed(self) -> int:
-        """Experts one image may be restored with (what its memory estimate assumes)."""
+    def experts_mixed(self, model_top_k: int) -> int:
+        """Experts one image may be restored with (what its memory estimate assumes);
+        `model_top_k` is the model's own top-k, used when the options name none."""
         if self.task != "auto":
             return 1
-        top_k = self.top_k or 1
+        top_k = self.top_k or model_top_k or 1
         return max(top_k, 2) if self.uncertain == "soft" else top_k
 
 
@@ -430,7 +430,8 @@ def _plan_before_decoding(path: Path, deblurrer: Deblurrer, options: BatchOption
     if header is None or (options.max_pixels and header.width * header.height > options.max_pixels):
         return None
     return deblurrer.plan_memory(header.height, header.width, header.channels, header.sample_bytes, options.tile,
-                                 options.tile_overlap, options.experts_mixed, options.max_memory)
+                                 options.tile_overlap, options.experts_mixed(deblurrer.model.config.top_k),
+                                 options.max_memory)
 
 
 def check_target(target: Path, protected: set[Path], claimed: dict[Path, str]) -> None:
