@@ -144,6 +144,56 @@ def travelling_bytes(extra: Path | None = None) -> int:
     return total
 
 
+def pack_validation(shared: Path, crop: int, folder: Path) -> tuple[list[dict], int]:
+    """The gate's held-out synthetic pairs (benchmarks/gate.py: Kodak24 and McMaster, every blur
+    type, normal and dark scenes, pinned ranges, 8-bit), centre-cropped, as lossless WebP files
+    (S, 2S, 3) = blurry | sharp in ``folder``; returns their index entries and bytes."""
+    from gate import validation_pairs
+
+    items, used = [], 0
+    for index, pair in enumerate(validation_pairs(shared)):
+        pixels = np.concatenate([centre_crop(pair.blurry, crop), centre_crop(pair.sharp, crop)], axis=1)
+        name = f"{index:04d}.webp"
+        data = lossless_webp(np.round(pixels * 255).astype(np.uint8))
+        (folder / name).write_bytes(data)
+        used += len(data)
+        items.append({"file": name, "task": pair.task, "group": "dark" if pair.group.endswith("(dark)") else "normal",
+                      "source": pair.name})
+    return items, used
+
+
+def encode_photo(entry: tuple[str, Path]) -> tuple[str, Path, bytes, tuple[int, int]]:
+    """(collection, path) -> (collection, path, lossless bytes, (H, W)): WebP for 8-bit
+    photographs, 16-bit PNG for deeper ones (WebP holds 8 bits)."""
+    collection, path = entry
+    photo = load_photo(path)
+    if photo.dtype != np.uint8:
+        return collection, path, encode_png16(photo), photo.shape[:2]
+    return collection, path, lossless_webp(photo), photo.shape[:2]
+
+
+def encode_until_full(order: list[tuple[str, Path]], budget: int) -> tuple[list[tuple], list[str]]:
+    """Encode photographs in ``order`` while they fit into ``budget`` bytes; returns the encoded
+    entries and the names left out. Stops encoding once nothing has fitted for a while."""
+    encoded, skipped, used = [], [], 0
+    workers = max(1, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        misses = 0
+        for start in range(0, len(order), 4 * workers):  # in rounds, to stop once nothing fits
+            if misses >= 8 * workers:  # the budget is full: the rest are left out unencoded
+                skipped += [f"{collection}/{path.name}" for collection, path in order[start:]]
+                break
+            for collection, path, data, shape in pool.map(encode_photo, order[start : start + 4 * workers]):
+                fits = used + len(data) <= budget
+                misses = 0 if fits else misses + 1
+                if fits:
+                    used += len(data)
+                    encoded.append((collection, path, data, shape))
+                else:
+                    skipped.append(f"{collection}/{path.name}")
+    return encoded, skipped
+
+
 def pack(args: argparse.Namespace) -> dict:
     """Write the pack folder (see the module docstring); returns its index."""
     out = Path(args.out)
@@ -153,53 +203,18 @@ def pack(args: argparse.Namespace) -> dict:
     (temporary / "train").mkdir(parents=True)
     (temporary / "val").mkdir()
     budget = int(args.max_mib * 2**20)
-
-    # Validation pairs: the gate's held-out synthetic pairs (benchmarks/gate.py: Kodak24 and
-    # McMaster, every blur type, normal and dark scenes, pinned ranges, 8-bit), centre-cropped.
-    from gate import validation_pairs
-
-    val_items, used = [], 0
-    for index, pair in enumerate(validation_pairs(Path(args.shared))):
-        pixels = np.concatenate([centre_crop(pair.blurry, args.val_crop), centre_crop(pair.sharp, args.val_crop)], axis=1)
-        name = f"{index:04d}.webp"
-        data = lossless_webp(np.round(pixels * 255).astype(np.uint8))  # (S, 2S, 3): blurry | sharp
-        (temporary / "val" / name).write_bytes(data)
-        used += len(data)
-        val_items.append({"file": name, "task": pair.task, "group": "dark" if pair.group.endswith("(dark)") else "normal",
-                          "source": pair.name})
+    val_items, used = pack_validation(Path(args.shared), args.val_crop, temporary / "val")
 
     # Training photographs: evenly from every collection, until the budget is full.
     folders = args.train_photos or [Path(args.shared) / "data" / "sharp" / name for name in TRAIN_COLLECTIONS]
     collections = {Path(folder).name: sharp_image_paths(folder) for folder in folders}
-    order = interleave(collections, args.seed)
-
-    def encode(entry: tuple[str, Path]) -> tuple[str, Path, bytes, tuple[int, int]]:
-        collection, path = entry
-        photo = load_photo(path)
-        if photo.dtype != np.uint8:  # WebP holds 8 bits; 16-bit photographs keep theirs in PNG
-            return collection, path, encode_png16(photo), photo.shape[:2]
-        return collection, path, lossless_webp(photo), photo.shape[:2]
-
-    encoded, packed, skipped = [], [], []
-    workers = max(1, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        misses = 0
-        for start in range(0, len(order), 4 * workers):  # in rounds, to stop once nothing fits
-            if misses >= 8 * workers:  # the budget is full: the rest are left out unencoded
-                skipped += [f"{collection}/{path.name}" for collection, path in order[start:]]
-                break
-            for collection, path, data, shape in pool.map(encode, order[start : start + 4 * workers]):
-                fits = used + len(data) <= budget
-                misses = 0 if fits else misses + 1
-                if fits:
-                    used += len(data)
-                    encoded.append((collection, path, data, shape))
-                else:
-                    skipped.append(f"{collection}/{path.name}")
+    encoded, skipped = encode_until_full(interleave(collections, args.seed), budget - used)
+    packed = []
     for collection, path, data, shape in encoded:
         name = f"{collection}/{path.stem}{'.webp' if data[:4] == b'RIFF' else '.png'}"
         (temporary / "train" / collection).mkdir(exist_ok=True)
         (temporary / "train" / name).write_bytes(data)
+        used += len(data)
         packed.append({"file": name, "source": str(path), "sha1": hashlib.sha1(path.read_bytes()).hexdigest(),
                        "height": int(shape[0]), "width": int(shape[1]), "bytes": len(data)})
     if not packed:
@@ -580,22 +595,9 @@ def write_json(path: Path, values: dict) -> None:
     atomic_write_text(path, json.dumps(values, indent=1) + "\n")
 
 
-def run(args: argparse.Namespace) -> dict:
-    deadline = START + args.budget_minutes * 60
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    out = Path(args.out or os.environ.get("OUT") or "")
-    if not str(out):
-        raise SystemExit("run: give --out (or run where $OUT is set, as the device tool does)")
-    out.mkdir(parents=True, exist_ok=True)
-    pack_dir = Path(args.pack)
-    if not (pack_dir / PACK_INDEX).is_file():
-        raise SystemExit(f"run: {pack_dir} is not a pack (no {PACK_INDEX}); make one with `gpu_oneshot.py pack`")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
-    print(f"gpu_oneshot run on {device}: budget {args.budget_minutes} min, output {out}", flush=True)
-
-    # Data: photographs onto the device once, validation pairs into memory.
+def open_data(args: argparse.Namespace, pack_dir: Path, device: torch.device):
+    """The pack's photographs on the device (as a blur-synthesising batch source) and its
+    validation pairs in memory."""
     synth = SynthConfig(dark_scene=DarkSceneConfig(probability=args.dark_scenes))
     margin = max(synth.margin_px(task, args.crop) for task in TASK_NAMES)
     bank = PhotoBank.from_paths(packed_photos(pack_dir), device, min_side=args.crop + 2 * margin)
@@ -604,8 +606,11 @@ def run(args: argparse.Namespace) -> dict:
     batches = SyntheticBlurBatches(bank, crop_size=args.crop, seed=args.seed, length=length, config=synth)
     print(f"  {len(bank)} photographs on the device ({bank.upsampled} upsampled to the {args.crop + 2 * margin} px "
           f"that a crop with its blur margin needs), {len(val_pairs)} validation pairs", flush=True)
+    return synth, bank, val_pairs, batches
 
-    # 1. Measurements.
+
+def measure(args: argparse.Namespace, device: torch.device, batches: SyntheticBlurBatches) -> dict:
+    """Latency, bf16-vs-fp32 agreement of the shipped weights and training rate of each preset."""
     measurements: dict = {"machine": machine(device), "latency": {}, "training": {}, "precision_agreement": {}}
     presets = args.measure_presets
     for preset in presets:
@@ -617,9 +622,12 @@ def run(args: argparse.Namespace) -> dict:
     for preset in presets:
         attempt(measurements["training"], preset,
                 lambda preset=preset: training_rate(preset, batches, args.batch, device, args.measure_steps, torch.bfloat16))
-    write_json(out / MEASUREMENTS_FILE, measurements)
+    return measurements
 
-    # 2. The plan.
+
+def make_plan(args: argparse.Namespace, measurements: dict, batches: SyntheticBlurBatches, device: torch.device,
+              deadline: float) -> Plan:
+    """The preset the measured rates favour and the steps that fit before ``deadline``."""
     rates = {preset: row["step_with_synthesis_images_per_s"] for preset, row in measurements["training"].items()
              if "error" not in row}
     train_seconds = deadline - time.monotonic() - args.reserve_seconds
@@ -637,38 +645,27 @@ def run(args: argparse.Namespace) -> dict:
                 total_steps=max(1, min(args.max_steps or 2**62, int(train_seconds * steps_per_second * args.safety))))
     measurements["choice"] = {"preset": plan.preset, "rule": rule, "warm_start": str(plan.warm_start) if plan.warm_start else None,
                               "train_seconds_planned": round(train_seconds, 1), "total_steps": plan.total_steps}
-    write_json(out / MEASUREMENTS_FILE, measurements)
     if train_seconds < 1:
         print(f"plan: {plan.preset} ({rule}); no time is left to train ({train_seconds:.0f} s)", flush=True)
     else:
         print(f"plan: {plan.preset} ({rule}); {plan.total_steps} steps of {args.batch} x {args.crop}^2 in "
               f"{train_seconds:.0f} s", flush=True)
+    return plan
 
-    # 3. Training in chunks, each ending with a validation, the weights and the log.
-    config = train_config(args, plan, pack_dir, device, length)
+
+def train_in_chunks(args: argparse.Namespace, plan: Plan, config, batches: SyntheticBlurBatches, val_pairs: PackedPairs,
+                    deadline: float, out: Path, log: dict) -> int:
+    """Train ``plan.total_steps`` in ``args.chunks`` chunks, each ending with a validation, the
+    weights and the log in ``out``, stopping early when the budget runs out; returns the steps done."""
     run_dir = Path(args.run_dir)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    val_loader = DataLoader(val_pairs, batch_size=args.batch)
-    log = {"preset": plan.preset, "rule": rule, "warm_start": measurements["choice"]["warm_start"],
-           "crop": args.crop, "batch": args.batch, "lr": config.optim.lr, "total_steps": plan.total_steps,
-           "dark_scenes": args.dark_scenes, "photographs": len(bank), "photographs_upsampled": bank.upsampled,
-           "synth_config": dataclasses.asdict(synth), "validation_pairs": len(val_pairs),
-           "validation": "the gate's validation pairs, centre crops (pack.json), fp32, the model's own routing; "
-                         "psnr_by_group_db: normal and dark scenes",
-           "evaluations": [], "chunks": [], "status": "training"}
-    initial = build_training_model(config).to(device).to(memory_format=torch.channels_last)
-    log["evaluations"].append(validation_row(validate(initial, val_loader, device, None), 0, 0, time.monotonic() - START))
-    del initial
-    write_json(out / LOG_FILE, log)
-    done, rate = 0, steps_per_second
+    done, rate = 0, plan.steps_per_second
     boundaries = sorted({max(1, round(plan.total_steps * k / args.chunks)) for k in range(1, args.chunks + 1)})
     for boundary in boundaries:
         left = deadline - args.reserve_seconds - time.monotonic()
         fit = int(left * rate * 0.95)
         if fit < 1:
             log["status"] = "stopped early: the budget ran out"
-            break
+            return done
         target = min(boundary, done + fit)
         started = time.monotonic()
         result = train(config, run_dir, resume=True, max_steps=target, train_dataset=batches, val_dataset=val_pairs)
@@ -682,7 +679,7 @@ def run(args: argparse.Namespace) -> dict:
         log["evaluations"].append(validation_row(result.validation, done, done * args.batch, time.monotonic() - START))
         write_shards(result.last_dir, out, args.max_file_bytes,
                      extra={"trained_by": "benchmarks/gpu_oneshot.py", "step": done, "total_steps": plan.total_steps,
-                            "preset_rule": rule})
+                            "preset_rule": plan.rule})
         write_json(out / LOG_FILE, log)
         last = log["evaluations"][-1]
         print(f"step {done}/{plan.total_steps}: {log['chunks'][-1]['images_per_s']:.0f} images/s, val PSNR "
@@ -691,14 +688,54 @@ def run(args: argparse.Namespace) -> dict:
               flush=True)
         if target < boundary:
             log["status"] = "stopped early: the budget ran out"
-            break
-    else:
-        log["status"] = "done"
+            return done
+    log["status"] = "done"
+    return done
+
+
+def run(args: argparse.Namespace) -> dict:
+    deadline = START + args.budget_minutes * 60
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(args.out or os.environ.get("OUT") or "")
+    if not str(out):
+        raise SystemExit("run: give --out (or run where $OUT is set, as the device tool does)")
+    out.mkdir(parents=True, exist_ok=True)
+    pack_dir = Path(args.pack)
+    if not (pack_dir / PACK_INDEX).is_file():
+        raise SystemExit(f"run: {pack_dir} is not a pack (no {PACK_INDEX}); make one with `gpu_oneshot.py pack`")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    print(f"gpu_oneshot run on {device}: budget {args.budget_minutes} min, output {out}", flush=True)
+
+    synth, bank, val_pairs, batches = open_data(args, pack_dir, device)  # 1. data
+    measurements = measure(args, device, batches)  # 2. measurements
+    write_json(out / MEASUREMENTS_FILE, measurements)
+    plan = make_plan(args, measurements, batches, device, deadline)  # 3. the plan
+    write_json(out / MEASUREMENTS_FILE, measurements)
+
+    # 4. Training in chunks, each ending with a validation, the weights and the log.
+    config = train_config(args, plan, pack_dir, device, len(batches))
+    if Path(args.run_dir).exists():
+        shutil.rmtree(args.run_dir)
+    val_loader = DataLoader(val_pairs, batch_size=args.batch)
+    log = {"preset": plan.preset, "rule": plan.rule, "warm_start": measurements["choice"]["warm_start"],
+           "crop": args.crop, "batch": args.batch, "lr": config.optim.lr, "total_steps": plan.total_steps,
+           "dark_scenes": args.dark_scenes, "photographs": len(bank), "photographs_upsampled": bank.upsampled,
+           "synth_config": dataclasses.asdict(synth), "validation_pairs": len(val_pairs),
+           "validation": "the gate's validation pairs, centre crops (pack.json), fp32, the model's own routing; "
+                         "psnr_by_group_db: normal and dark scenes",
+           "evaluations": [], "chunks": [], "status": "training"}
+    initial = build_training_model(config).to(device).to(memory_format=torch.channels_last)
+    log["evaluations"].append(validation_row(validate(initial, val_loader, device, None), 0, 0, time.monotonic() - START))
+    del initial
+    write_json(out / LOG_FILE, log)
+    done = train_in_chunks(args, plan, config, batches, val_pairs, deadline, out, log)
     log["final_step"] = done
 
-    # 4. The trained weights' precision agreement, the final files.
+    # 5. The trained weights' precision agreement, the final files.
     if done:
-        trained = demoe.load_model(run_dir / "last", device=device)
+        trained = demoe.load_model(Path(args.run_dir) / "last", device=device)
         pairs = next(iter(DataLoader(val_pairs, batch_size=min(len(val_pairs), 16))))
         attempt(measurements["precision_agreement"], f"{plan.preset} (trained here, validation pairs)",
                 lambda: precision_agreement(trained, pairs["blurry"].to(device), pairs["sharp"].to(device)))
