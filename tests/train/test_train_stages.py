@@ -178,6 +178,37 @@ def test_router_calibration_trains_only_the_router_head(tmp_path, baseline_dir):
     assert any(key.endswith(".weight") and "classifier" in key for key in changed)
 
 
+def test_router_calibration_stops_the_forward_at_the_router_with_the_same_result(tmp_path, baseline_dir, monkeypatch):
+    """In one process router calibration runs only encoder + router head (the decoder's output
+    enters no loss); the trained weights equal those of the full forward pass."""
+    import demoe.train.loop as loop
+
+    demoe_dir = tmp_path / "demoe"
+    randomize_(build_training_model(stage2_config(baseline_dir))).save_pretrained(str(demoe_dir))
+    config = parse_config(tiny_config(
+        stage="experts",
+        model={"preset": "demoe-tiny", "init_from": str(demoe_dir)},
+        loss={"pixel_weight": 0.0, "class_weight": 1.0},
+        train={"trainable": "router", "routing": "label"},
+    ))
+    decoder_calls = []
+    model_class = type(create_model("demoe-tiny"))
+    real_forward = model_class._forward
+    monkeypatch.setattr(model_class, "_forward", lambda self, *a, **k: decoder_calls.append(1) or real_forward(self, *a, **k))
+    train(config, tmp_path / "fast", train_dataset=FakePairs(8))
+    calls_fast = len(decoder_calls)
+    monkeypatch.setattr(loop, "_router_only", lambda run: False)
+    train(config, tmp_path / "full", train_dataset=FakePairs(8))
+    fast = load_file(str(tmp_path / "fast" / "last" / "model.safetensors"))
+    full = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    # the full path runs the whole network once per training step; the fast one only outside them
+    assert len(decoder_calls) - 2 * calls_fast == config.train.total_steps
+    changed = _changed(load_file(str(demoe_dir / "model.safetensors")), fast)
+    assert changed and all(key.startswith("router.") for key in changed)
+    for key in full:
+        torch.testing.assert_close(fast[key], full[key], rtol=0, atol=1e-6)
+
+
 def test_router_calibration_needs_a_pretrained_model_and_the_classification_loss_only(baseline_dir):
     from demoe.train.config import ConfigError
 

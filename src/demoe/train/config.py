@@ -296,19 +296,24 @@ def _validated_model_config(config: TrainConfig) -> ModelConfig:
         raise ConfigError(f"model: {error}") from None
 
 
+def _validate_router_calibration(config: TrainConfig) -> None:
+    """Router calibration (both stages): a pre-trained model's router head alone, trained with CE."""
+    if config.train.trainable != "router":
+        return
+    if config.model.init_from is None:
+        raise ConfigError("train.trainable: 'router' calibrates a pre-trained model's router; set model.init_from")
+    if config.loss.class_weight <= 0 or config.loss.pixel_weight != 0:
+        raise ConfigError("train.trainable 'router' trains with the classification loss only: "
+                          "set loss.pixel_weight 0 and loss.class_weight > 0")
+
+
 def _validate_pretrain(config: TrainConfig, model_config: ModelConfig) -> None:
     if model_config.is_moe:
         raise ConfigError(
             f"model.preset: stage 'pretrain' trains a baseline (num_experts == 0); "
             f"{config.model.preset!r} has experts — use stage 'experts' or a baseline preset"
         )
-    if config.train.trainable == "router":
-        # Router calibration: a pre-trained baseline's router head alone, trained with CE.
-        if config.model.init_from is None:
-            raise ConfigError("train.trainable: 'router' calibrates a pre-trained model's router; set model.init_from")
-        if config.loss.class_weight <= 0 or config.loss.pixel_weight != 0:
-            raise ConfigError("train.trainable 'router' trains with the classification loss only: "
-                              "set loss.pixel_weight 0 and loss.class_weight > 0")
+    _validate_router_calibration(config)
     # Otherwise model.init_from in stage 1 is a warm start: training continues from the
     # weights of a model directory of the same architecture (new optimizer and schedule).
     if config.train.forced_task is not None:
@@ -316,6 +321,7 @@ def _validate_pretrain(config: TrainConfig, model_config: ModelConfig) -> None:
 
 
 def _validate_experts(config: TrainConfig, model_config: ModelConfig) -> None:
+    _validate_router_calibration(config)
     if not model_config.is_moe and config.model.init_from is None:
         # A dense model in stage 2 is only the same-budget baseline continued from stage 1.
         raise ConfigError(

@@ -637,6 +637,13 @@ def _loop(run: _Run, start_step: int, stop_step: int) -> TrainResult:
     )
 
 
+def _router_only(run: _Run) -> bool:
+    """Router calibration in one process: the forward stops at the router head (encoder and
+    router only; the frozen decoder's output would not enter the loss). Across processes the
+    step goes through the DDP-wrapped full model, whose hooks average the router's gradients."""
+    return run.config.train.trainable == "router" and run.context.world_size == 1
+
+
 def _train_step(run: _Run, batch: dict, step: int) -> _StepResult:
     """One optimizer step on one batch: forward (autocast), losses in fp32, backward, update."""
     config, device = run.config, run.device
@@ -651,12 +658,19 @@ def _train_step(run: _Run, batch: dict, step: int) -> _StepResult:
 
     dtype = run.autocast_dtype
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        output = run.train_model(blurry, task=routing)
-    pixel_loss = pixel_loss_value(output.image.float(), sharp, config.loss.pixel)
+        if _router_only(run):
+            image, router_logits = None, run.model.route(run.model.encode(blurry).bottleneck).logits
+        else:
+            output = run.train_model(blurry, task=routing)
+            image, router_logits = output.image, output.router_logits
+    if image is None:  # router calibration: no pixel loss (loss.pixel_weight is 0)
+        pixel_loss = torch.zeros((), device=device)
+    else:
+        pixel_loss = pixel_loss_value(image.float(), sharp, config.loss.pixel)
     loss = config.loss.pixel_weight * pixel_loss
     class_loss = None
     if config.loss.class_weight > 0:
-        class_loss = F.cross_entropy(output.router_logits.float(), labels)
+        class_loss = F.cross_entropy(router_logits.float(), labels)
         loss = loss + config.loss.class_weight * class_loss
 
     reported = all_reduce_mean(loss.detach(), run.context)
