@@ -9,6 +9,10 @@ or bf16 autocast) and memory format (NCHW or channels_last), a step is the train
 under autocast, loss in fp32, backward, AdamW (fp32 master weights). Batch 8 of 128x128 crops
 by default. The data side is measured separately: synthetic pairs per second of
 `SyntheticBlurDataset` (all five blur types in turn) in one process.
+
+On a CPU without native bf16 (no AVX-512-BF16 / AMX, e.g. an AVX2-only machine) bf16 autocast is
+emulated and an order of magnitude slower; its rows are still measured, with one step after
+one warm-up step, so that the table shows why `runtime.precision: auto` picks fp32 there.
 """
 
 from __future__ import annotations
@@ -70,6 +74,16 @@ def synthesis_rate(crop: int, items: int, dark_scenes: float) -> float:
     return items / (time.perf_counter() - start)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -83,18 +97,21 @@ def main() -> None:
         ("demoe-small", "stage 2 dense", "dense"),
         ("demoe-small", "stage 2 label routing", "label"),
     ]
+    native_bf16 = cpu_has_native_bf16()
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
         for preset, stage, routing in configs:
             for precision, channels_last in (("fp32", False), ("fp32", True), ("bf16", True)):
-                rate = step_rate(preset, routing, precision, channels_last, args.batch, args.crop, args.steps)
+                emulated = precision == "bf16" and not native_bf16
+                steps, warmup = (1, 1) if emulated else (args.steps, 3)
+                rate = step_rate(preset, routing, precision, channels_last, args.batch, args.crop, steps, warmup)
                 images = rate * args.batch
                 row = {
                     "preset": preset, "stage": stage, "threads": threads, "precision": precision,
                     "memory_format": "channels_last" if channels_last else "NCHW",
                     "steps_per_s": round(rate, 3), "images_per_s": round(images, 2),
-                    "megapixels_per_s": round(images * args.crop**2 / 1e6, 3),
+                    "megapixels_per_s": round(images * args.crop**2 / 1e6, 3), "steps": steps,
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -105,9 +122,10 @@ def main() -> None:
     }
     print(json.dumps(synthesis))
     result = {
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_model(),
         "torch": torch.__version__,
-        "native_bf16": cpu_has_native_bf16(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16,
         "batch": args.batch, "crop": args.crop, "steps": args.steps,
         "runs": rows, "synthesis": synthesis,
     }
