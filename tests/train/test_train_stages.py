@@ -225,3 +225,25 @@ def test_stage1_warm_start_continues_from_a_model_directory(tmp_path, baseline_d
     expected = load_file(str(baseline_dir / "model.safetensors"))
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+
+def test_ema_averages_weights_and_batchnorm_statistics_and_copies_the_batch_counter():
+    from demoe.train.loop import ExponentialMovingAverage
+
+    model = create_model("demoe-tiny")
+    ema = ExponentialMovingAverage(model, decay=0.75)
+    before = {key: value.clone() for key, value in ema.model.state_dict().items()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+        for name, buffer in model.named_buffers():
+            buffer.add_(4 if buffer.is_floating_point() else 3)
+    ema.update(model)
+    current = model.state_dict()
+    for key, value in ema.model.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.75 * before[key] + 0.25 * current[key], atol=1e-6), key
+        else:
+            assert torch.equal(value, current[key]), key
+    names = dict(model.named_buffers())
+    assert any("running_var" in name for name in names) and any("num_batches_tracked" in name for name in names)

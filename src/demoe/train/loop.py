@@ -194,7 +194,12 @@ def set_training_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
 
 
 class ExponentialMovingAverage:
-    """A shadow copy of the model whose weights follow decay * shadow + (1 - decay) * weights."""
+    """A shadow copy of the model whose weights follow decay * shadow + (1 - decay) * weights.
+
+    Floating-point buffers (the router's BatchNorm running statistics) are averaged the same
+    way (as timm's ModelEmaV3 does), so the statistics follow the averaged weights rather than
+    the current ones; integer buffers (BatchNorm's batch counter) are copied.
+    """
 
     def __init__(self, model: DeblurUNet, decay: float) -> None:
         self.decay = decay
@@ -207,7 +212,10 @@ class ExponentialMovingAverage:
         for shadow, current in zip(self.model.parameters(), model.parameters()):
             shadow.lerp_(current.detach(), 1 - self.decay)
         for shadow, current in zip(self.model.buffers(), model.buffers()):
-            shadow.copy_(current)
+            if shadow.is_floating_point():
+                shadow.lerp_(current, 1 - self.decay)
+            else:
+                shadow.copy_(current)
 
 
 def pixel_loss_value(restored: torch.Tensor, sharp: torch.Tensor, kind: str) -> torch.Tensor:
