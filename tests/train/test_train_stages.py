@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from demoe import create_model, load_model
 from demoe.train import NonFiniteLossError, RunDirError, build_training_model, parse_config, train
 from demoe.train.checkpointing import list_checkpoints
+from demoe.train.loop import ExponentialMovingAverage
 from random_weights import randomize_
 from train_fakes import FakePairs, tiny_config
 
@@ -228,15 +229,13 @@ def test_stage1_warm_start_continues_from_a_model_directory(tmp_path, baseline_d
 
 
 def test_ema_averages_weights_and_batchnorm_statistics_and_copies_the_batch_counter():
-    from demoe.train.loop import ExponentialMovingAverage
-
     model = create_model("demoe-tiny")
     ema = ExponentialMovingAverage(model, decay=0.75)
     before = {key: value.clone() for key, value in ema.model.state_dict().items()}
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(1.0)
-        for name, buffer in model.named_buffers():
+        for buffer in model.buffers():
             buffer.add_(4 if buffer.is_floating_point() else 3)
     ema.update(model)
     current = model.state_dict()
