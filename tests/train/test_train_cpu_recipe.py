@@ -3,6 +3,8 @@ warm starts of the same architecture, bf16 autocast on CPUs with native bf16, a 
 no loss reaches staying frozen, clean stops on SIGTERM, float16 model directories."""
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,17 +28,24 @@ from train_fakes import SCRIPT, FakePairs, subprocess_env, tiny_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _sigterm_after_first_checkpoint(command: list[str], run: Path) -> tuple[subprocess.Popen, str, str]:
-    """Start a training process, send SIGTERM once it has written a checkpoint, wait for it."""
+def _sigterm_after_first_checkpoint(command: list[str], run: Path, whole_group: bool = False
+                                    ) -> tuple[subprocess.Popen, str, str]:
+    """Start a training process, send SIGTERM once it has written a checkpoint, wait for it.
+
+    whole_group: the process starts its own process group and SIGTERM goes to all of it, its
+    DataLoader workers included, as a batch scheduler or `kill -- -PGID` sends it."""
     process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=whole_group)
     try:
         deadline = time.monotonic() + 120
         while latest_checkpoint(run) is None:
             assert process.poll() is None, process.stderr.read()
             assert time.monotonic() < deadline, "no checkpoint appeared"
             time.sleep(0.02)
-        process.send_signal(signal.SIGTERM)
+        if whole_group:
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -180,3 +189,19 @@ def test_demoe_train_exits_130_on_sigterm_and_names_the_resume_command(tmp_path)
     assert process.returncode == 130, stderr
     assert "--resume" in stdout
     assert list_checkpoints(run)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_with_dataloader_workers_still_stops_cleanly(tmp_path):
+    """The workers leave SIGTERM (and Ctrl-C's SIGINT) to the main process: the run finishes its
+    step, saves it and exits 130, instead of dying with "DataLoader worker ... killed by signal"
+    and losing the steps since the last checkpoint."""
+    run = tmp_path / "smoke"
+    command = [sys.executable, "-m", "demoe", "train", "configs/smoke.yaml", "--out", str(run),
+               "--set", "train.total_steps=100000", "train.num_workers=1", "log.progress=false",
+               "log.save_every=5", "log.validate_every=0"]
+    process, stdout, stderr = _sigterm_after_first_checkpoint(command, run, whole_group=True)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "stopped by signal" in stdout and "killed by signal" not in stderr
+    stopped_at = int(re.search(r"stopped by signal \d+ after step (\d+)", stdout).group(1))
+    assert [step for step, _ in list_checkpoints(run)][-1] == stopped_at

@@ -118,11 +118,15 @@ def make_loader(
         pin_memory=pin_memory,
         drop_last=True,
         generator=torch.Generator().manual_seed(0),
-        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
     )
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """Ctrl-C reaches the whole process group: workers leave it to the main process, which
-    finishes its step, saves a checkpoint and shuts them down (demoe.train.loop.StopRequest)."""
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: Ctrl-C (SIGINT) and a scheduler's or `kill -- -PGID`'s SIGTERM
+    reach the whole process group; workers leave them to the main process, which finishes its
+    step, saves a checkpoint and shuts them down (demoe.train.loop.StopRequest). A worker killed
+    by the signal would instead fail the main process ("DataLoader worker ... killed by signal")
+    and lose the steps since the last checkpoint. Workers still exit when the main process dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -37,7 +37,7 @@ from demoe.fileio import atomic_write_text
 from demoe.model import DeblurUNet, build_model, init_experts_from_baseline, load_model
 from demoe.train import checkpointing
 from demoe.train.config import ConfigError, DataConfig, TrainConfig, dump_config, parse_yaml
-from demoe.train.data import ResumableSampler, build_dataset, make_loader
+from demoe.train.data import ResumableSampler, build_dataset, ignore_stop_signals, make_loader
 from demoe.train.distributed import (
     DistributedContext,
     all_reduce_mean,
@@ -489,7 +489,8 @@ def _setup(
         if val_dataset is None:
             val_dataset = build_dataset(config.data.val, config.seed)
         val_dataset.set_epoch(0)
-        val_loader = DataLoader(val_dataset, batch_size=local_batch_size, num_workers=config.train.num_workers)
+        val_loader = DataLoader(val_dataset, batch_size=local_batch_size, num_workers=config.train.num_workers,
+                                worker_init_fn=ignore_stop_signals if config.train.num_workers > 0 else None)
 
     # Optimizer and schedule over the trainable parameters only.
     trainable = [p for p in model.parameters() if p.requires_grad]
