@@ -118,7 +118,7 @@ def make_loader(
         pin_memory=pin_memory,
         drop_last=True,
         generator=torch.Generator().manual_seed(0),
-        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals,  # called in worker processes only
     )
 
 

@@ -490,7 +490,7 @@ def _setup(
             val_dataset = build_dataset(config.data.val, config.seed)
         val_dataset.set_epoch(0)
         val_loader = DataLoader(val_dataset, batch_size=local_batch_size, num_workers=config.train.num_workers,
-                                worker_init_fn=ignore_stop_signals if config.train.num_workers > 0 else None)
+                                worker_init_fn=ignore_stop_signals)
 
     # Optimizer and schedule over the trainable parameters only.
     trainable = [p for p in model.parameters() if p.requires_grad]
