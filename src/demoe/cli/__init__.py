@@ -9,7 +9,12 @@ and returns its status (2 for usage and input errors).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from demoe import __version__
 from demoe.cli.common import EXIT_USAGE, CommandError
@@ -45,9 +50,36 @@ def _name_commands(parser: argparse.ArgumentParser) -> None:
                 _name_commands(command)
 
 
+@contextlib.contextmanager
+def _ctrl_c_exits_at_once() -> Iterator[None]:
+    """While the subcommands import PyTorch, Ctrl-C ends the process at once: one line, status
+    130. Raised there, the KeyboardInterrupt can come out of C code that runs Python source
+    (`PyRun_String`), and CPython then marks it unhandled and kills itself with SIGINT on exit
+    whatever `main` returns (status -2, seen in one start-up of three). No command has begun, so
+    nothing is lost. Only where SIGINT has Python's own handler, in the main thread: an ignored
+    SIGINT, or an embedding program's handler, stays as it is."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, _exit_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _exit_interrupted(signum: int, frame: object) -> None:
+    sys.stderr.write("\ndemoe: interrupted\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        parser = build_parser()
+        with _ctrl_c_exits_at_once():
+            parser = build_parser()
         args = parser.parse_args(argv)
         try:
             return int(args.handler(args) or 0)
