@@ -118,6 +118,17 @@ def test_jpeg_matches_pil(photos, quality):
     assert abs(psnr(ours, photo) - psnr(pil, photo)) < 0.1  # the same loss (measured <= 0.02 dB)
 
 
+def test_jpeg_matches_pil_at_each_sample_s_grid_phase(photos):
+    photo = photos[0][:77, :90].astype(np.float32) / 255.0  # sizes that are no multiple of 16
+    phases = torch.tensor([[0, 0], [3, 11], [15, 8], [8, 1]])
+    ours = ops.jpeg_compress(chw(photo).repeat(4, 1, 1, 1), torch.full((4,), 50), phases)
+    assert ours.shape == (4, 3, 77, 90)
+    for index, phase in enumerate(phases.tolist()):
+        pil = camera.jpeg_compress(photo, 50, tuple(phase))
+        assert psnr(ours[index].permute(1, 2, 0).numpy(), pil) > 40.0, phase
+    assert psnr(hwc(ours[1:2]), hwc(ours[:1])) < 40.0  # another phase, other blocks
+
+
 def test_filters_match_opencv():
     rng = np.random.default_rng(0)
     image = rng.random((40, 46)).astype(np.float32)

@@ -120,3 +120,38 @@ def test_jpeg_compress_changes_little_and_checks_quality():
     assert 0 < np.abs(compressed - image).mean() < 0.05
     with pytest.raises(ValueError, match="quality"):
         camera.jpeg_compress(image, 0)
+
+
+def _block_edge_column(image: np.ndarray) -> int:
+    """Column (mod 8) where a JPEG's 8x8 block edges lie: the largest mean jump between columns."""
+    jumps = np.abs(np.diff(image.mean(2), axis=1)).mean(0)  # jump between column c and c + 1
+    return int(np.argmax([jumps[start::8].mean() for start in range(8)]) + 1) % 8
+
+
+@pytest.mark.parametrize("phase", [(0, 0), (0, 3), (5, 13)])
+def test_jpeg_block_edges_follow_the_phase(phase):
+    """A crop of a JPEG starts anywhere in its block grid: `phase` puts the edges there."""
+    yy, xx = np.mgrid[0:64, 0:96].astype(np.float32)
+    image = np.stack([0.5 + 0.3 * np.sin(xx / 7 + yy / 11), 0.4 + 0.2 * np.cos(yy / 5), 0.5 + 0.0 * xx], -1)
+    image += np.random.default_rng(0).normal(0, 0.03, image.shape).astype(np.float32)
+    compressed = camera.jpeg_compress(image, 20, phase)
+    assert compressed.shape == image.shape
+    assert _block_edge_column(compressed) == (-phase[1]) % 8
+    with pytest.raises(ValueError, match="phase"):
+        camera.jpeg_compress(image, 20, (16, 0))
+
+
+def test_global_motion_draws_the_jpeg_grid_phase():
+    """The synthetic camera-shake images do not all put their block edges at one place (a
+    router learnt the place as the mark of `global_motion`)."""
+    from demoe.data.synthetic import GlobalMotionConfig, ShakeConfig
+    from demoe.data.synthetic.generator import global_motion
+
+    config = GlobalMotionConfig(shake=ShakeConfig(length_px=(1.0, 1.5)), shot_noise=(0.0, 0.0),
+                                read_noise=(0.0, 0.0), jpeg_quality=(15, 15))
+    yy, xx = np.mgrid[0:64, 0:96].astype(np.float32)
+    image = np.stack([0.5 + 0.3 * np.sin(xx / 7 + yy / 11)] * 3, -1)
+    image += np.random.default_rng(0).normal(0, 0.03, image.shape).astype(np.float32)
+    rng = np.random.default_rng(1)
+    columns = {_block_edge_column(global_motion(image.clip(0, 1), rng, config)) for _ in range(24)}
+    assert len(columns) >= 5, columns

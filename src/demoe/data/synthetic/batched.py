@@ -41,6 +41,7 @@ from torch.nn import functional as F
 
 from demoe.config import TASK_NAMES
 from demoe.data.synthetic import batched_ops as ops
+from demoe.data.synthetic.camera import JPEG_MCU_PX
 from demoe.data.synthetic.config import (
     DarkSceneConfig,
     DefocusConfig,
@@ -153,7 +154,9 @@ def global_motion(sharp: torch.Tensor, generator: torch.Generator, config: Globa
     linear = ops.add_heteroscedastic_noise(
         linear, generator, ops.uniform(generator, config.shot_noise, count), ops.uniform(generator, config.read_noise, count)
     )
-    return ops.jpeg_compress(ops.linear_to_srgb(linear), ops.integers(generator, config.jpeg_quality, count))
+    quality = ops.integers(generator, config.jpeg_quality, count)
+    phase = torch.stack([ops.integers(generator, (0, JPEG_MCU_PX - 1), count) for _ in range(2)], 1)
+    return ops.jpeg_compress(ops.linear_to_srgb(linear), quality, phase)
 
 
 def synth_global_motion(sharp: torch.Tensor, generator: torch.Generator, config: SynthGlobalMotionConfig) -> torch.Tensor:

@@ -171,7 +171,7 @@ def _quantize_blocks(plane: torch.Tensor, table: torch.Tensor, dct: torch.Tensor
     return blocks.transpose(2, 3).reshape(batch, height, width)
 
 
-def jpeg_compress(image: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+def jpeg_compress(image: torch.Tensor, quality: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
     """Encode and decode (B, 3, H, W) sRGB in [0, 1] as baseline JPEG with per-sample (B,)
     qualities, as PIL does in `camera.jpeg_compress`: 8-bit RGB, JFIF YCbCr, 4:2:0 chroma
     (2x2 averages), 8x8 DCT with libjpeg's quality-scaled tables, and on decoding libjpeg's
@@ -179,10 +179,43 @@ def jpeg_compress(image: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     to whole 16x16 blocks. The DCT is exact here and integer in libjpeg, so pixels differ from
     PIL's by a level or so (tests/data_synth/test_synth_batched.py measures it).
 
+    `phase`: per-sample (B, 2) (rows, columns) in 0..15, where each image starts in the 16x16
+    grid of coded units, as in `camera.jpeg_compress` (None = all (0, 0)).
+
     Returns: (B, 3, H, W) float32 in [0, 1], on 1/255 levels.
     """
-    batch, _, height, width = image.shape
+    height, width = image.shape[2:]
     rgb = torch.round(image.clamp(0.0, 1.0) * 255.0)
+    if phase is None:
+        return _jpeg_codec(rgb, quality)[..., :height, :width].contiguous()
+    # Each image edge-extended by its phase above and left (and by 15 - phase below and right),
+    # coded, and cut out again.
+    phase = phase.to(device=image.device, dtype=torch.int64)
+    span = 15
+    extended = _gather_windows(
+        rgb,
+        (torch.arange(height + span, device=image.device) - phase[:, :1]).clamp(0, height - 1),
+        (torch.arange(width + span, device=image.device) - phase[:, 1:]).clamp(0, width - 1),
+    )
+    decoded = _jpeg_codec(extended, quality)
+    return _gather_windows(
+        decoded,
+        torch.arange(height, device=image.device) + phase[:, :1],
+        torch.arange(width, device=image.device) + phase[:, 1:],
+    )
+
+
+def _gather_windows(images: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, h, w): per-sample rows (B, h) and columns (B, w) of each image."""
+    batch = torch.arange(images.shape[0], device=images.device)[:, None, None]
+    picked = images.permute(0, 2, 3, 1)[batch, rows[:, :, None], columns[:, None, :]]  # (B, h, w, C)
+    return picked.permute(0, 3, 1, 2).contiguous()
+
+
+def _jpeg_codec(rgb: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Baseline JPEG of (B, 3, H, W) 8-bit RGB levels (floats); `jpeg_compress`. Returns the
+    decoded (B, 3, H', W') in [0, 1], H' and W' the sizes rounded up to whole 16x16 units."""
+    height, width = rgb.shape[2:]
     pad_bottom, pad_right = -height % 16, -width % 16
     rgb = F.pad(rgb, (0, pad_right, 0, pad_bottom), mode="replicate")
     red, green, blue = rgb.unbind(1)
@@ -192,7 +225,7 @@ def jpeg_compress(image: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     chroma = torch.stack([blue_difference, red_difference], 1)
     chroma = torch.round(F.avg_pool2d(chroma, 2))  # (B, 2, H/2, W/2)
     luma_table, chroma_table = jpeg_quantization_tables(quality)
-    dct = _dct_matrix(image.device)
+    dct = _dct_matrix(rgb.device)
     luma = (_quantize_blocks(luma - 128.0, luma_table, dct) + 128.0).round().clamp(0, 255)
     chroma = torch.stack(
         [(_quantize_blocks(plane - 128.0, chroma_table, dct) + 128.0).round().clamp(0, 255) for plane in chroma.unbind(1)],
@@ -203,8 +236,7 @@ def jpeg_compress(image: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     red = luma + 1.402 * red_difference
     green = luma - 0.344136 * blue_difference - 0.714136 * red_difference
     blue = luma + 1.772 * blue_difference
-    decoded = torch.stack([red, green, blue], 1).round().clamp(0, 255) / 255.0
-    return decoded[..., :height, :width].contiguous()
+    return torch.stack([red, green, blue], 1).round().clamp(0, 255) / 255.0
 
 
 # --------------------------------------------------------------------------------------------

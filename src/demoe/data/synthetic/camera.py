@@ -88,14 +88,27 @@ def quantize(image: np.ndarray, levels: int = 255) -> np.ndarray:
     return (np.round(np.clip(image, 0.0, 1.0) * levels) / levels).astype(np.float32)
 
 
-def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
+JPEG_MCU_PX = 16  # side of a 4:2:0 JPEG's minimum coded unit: its block grid repeats every 16 px
+
+
+def jpeg_compress(image: np.ndarray, quality: int, phase: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Encode (H, W, 3) sRGB float in [0, 1] as an 8-bit JPEG of `quality` (1..100) with
-    PIL and decode it again. Returns float32 (H, W, 3) in [0, 1]."""
+    PIL and decode it again. Returns float32 (H, W, 3) in [0, 1].
+
+    `phase` (rows, columns), each in 0..15: how far into its first 16x16 coded unit the image
+    starts (the image is extended by edge replication before it, encoded, and cut out again).
+    (0, 0) is a whole JPEG file; a crop of one starts anywhere in the grid, so training pairs
+    draw it: at one fixed phase the block edges become a feature that names the blur type
+    (docs/synthetic-blur.md)."""
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
+    top, left = (int(value) for value in phase)
+    if not (0 <= top < JPEG_MCU_PX and 0 <= left < JPEG_MCU_PX):
+        raise ValueError(f"phase must be two values in 0..{JPEG_MCU_PX - 1}, got {tuple(phase)}")
     pixels = (np.round(np.clip(image, 0.0, 1.0) * 255)).astype(np.uint8)
+    pixels = np.pad(pixels, ((top, 0), (left, 0), (0, 0)), mode="edge")
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(quality))
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("RGB"), dtype=np.float32) / 255.0
+        return np.asarray(decoded.convert("RGB"), dtype=np.float32)[top:, left:] / 255.0

@@ -146,7 +146,9 @@ def global_motion(sharp: np.ndarray, rng: np.random.Generator, config: GlobalMot
     linear = camera.add_heteroscedastic_noise(
         linear, rng, _uniform(rng, config.shot_noise), _uniform(rng, config.read_noise)
     )
-    return camera.jpeg_compress(camera.linear_to_srgb(linear), _integer(rng, config.jpeg_quality))
+    quality = _integer(rng, config.jpeg_quality)
+    phase = rng.integers(0, camera.JPEG_MCU_PX, size=2)  # where the crop sits in the JPEG's block grid
+    return camera.jpeg_compress(camera.linear_to_srgb(linear), quality, tuple(phase))
 
 
 def synth_global_motion(sharp: np.ndarray, rng: np.random.Generator, config: SynthGlobalMotionConfig) -> np.ndarray:
