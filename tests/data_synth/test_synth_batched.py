@@ -18,6 +18,7 @@ from demoe.data.synthetic import (
     PhotoBank,
     SynthConfig,
     SyntheticBlurBatches,
+    SyntheticBlurDataset,
     load_photo,
     shipped_photo_paths,
     synthesize_batch,
@@ -399,6 +400,16 @@ def test_photo_bank_crops_are_the_photographs_pixels():
     assert float(PhotoBank([wide]).crops(seeded(0), 1, 8).min()) == 1.0  # 16-bit photographs
     with pytest.raises(ValueError, match="at least"):
         bank.crops(seeded(0), 1, 40)
+
+
+def test_training_inputs_of_every_blur_type_are_on_8_bit_levels():
+    """As users' photographs: continuous values for some blur types only would name them."""
+    batch = SyntheticBlurBatches(shipped_photo_paths(), crop_size=16, seed=3).batch(0, 10)
+    dataset = SyntheticBlurDataset(shipped_photo_paths(), crop_size=16, seed=3)
+    items = [dataset[index]["blurry"] for index in range(5)]  # one of each blur type
+    for blurry in [batch["blurry"], *items]:
+        torch.testing.assert_close(blurry * 255, torch.round(blurry * 255), rtol=0, atol=1e-4)
+    assert sorted(set(batch["label"].tolist())) == [0, 1, 2, 3, 4]
 
 
 def test_batches_are_a_function_of_step_and_rank():

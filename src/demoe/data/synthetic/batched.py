@@ -406,7 +406,7 @@ class SyntheticBlurBatches:
     `len()` is the number of items per epoch (`length`, default photographs x tasks): it sets
     how many steps an epoch has for `train.epochs`; the batches do not depend on the epoch.
 
-    Batch: dict(blurry=(b, 3, S, S) float32 in [0, 1], sharp=(b, 3, S, S), label=(b,) int64
+    Batch: dict(blurry=(b, 3, S, S) float32 in [0, 1] on 8-bit levels, sharp=(b, 3, S, S), label=(b,) int64
     (index in `demoe.config.TASK_NAMES`), dataset=["synthetic"] * b), on the device.
 
     Example:
@@ -478,7 +478,7 @@ class SyntheticBlurBatches:
             regions = self.bank.crops(generator, count, self.crop_size + 2 * margin)
             sample = synthesize_batch(regions, task, generator, self.config)
             inner = (slice(None), slice(None), slice(margin, margin + self.crop_size), slice(margin, margin + self.crop_size))
-            blurry.append(sample.blurry[inner])
+            blurry.append(ops.quantize(sample.blurry[inner]))  # 8-bit, as `SyntheticBlurDataset`
             sharp.append(sample.sharp[inner])
             labels.append(torch.full((count,), TASK_NAMES.index(task), dtype=torch.int64, device=self.device))
         return {

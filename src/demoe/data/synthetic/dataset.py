@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from demoe.config import TASK_NAMES
+from demoe.data.synthetic.camera import quantize
 from demoe.data.synthetic.config import SynthConfig
 from demoe.data.synthetic.generator import SynthSample, synthesize_sample
 from demoe.imageio import IMAGE_SUFFIXES, as_rgb, read_array, to_float
@@ -129,8 +130,10 @@ class SyntheticBlurDataset(Dataset):
     whenever it is asked for again (in any worker, after a resume) and changes with the epoch.
     Decoded photographs are cached in memory (they are expected to be few).
 
-    Item: dict(blurry=(3, S, S) float32 tensor in [0, 1], sharp=(3, S, S), label=int64 scalar
-    tensor (index in `demoe.config.TASK_NAMES`), dataset="synthetic").
+    Item: dict(blurry=(3, S, S) float32 tensor in [0, 1] on 8-bit levels, sharp=(3, S, S),
+    label=int64 scalar tensor (index in `demoe.config.TASK_NAMES`), dataset="synthetic"). The
+    blurry image is quantised to 8 bits as users' photographs are: left continuous for some
+    blur types only, quantisation would tell the router which (docs/synthetic-blur.md).
 
     Example:
         >>> from demoe.data.synthetic import SyntheticBlurDataset, shipped_photo_paths
@@ -184,7 +187,7 @@ class SyntheticBlurDataset(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         sample = synthesize_crop(photo, task, rng, self.crop_size, self.config)
         return {
-            "blurry": torch.from_numpy(sample.blurry.transpose(2, 0, 1).copy()),  # (3, S, S)
+            "blurry": torch.from_numpy(quantize(sample.blurry).transpose(2, 0, 1).copy()),  # (3, S, S)
             "sharp": torch.from_numpy(sample.sharp.transpose(2, 0, 1).copy()),  # (3, S, S)
             "label": torch.tensor(TASK_NAMES.index(task), dtype=torch.int64),
             "dataset": "synthetic",
