@@ -54,8 +54,9 @@ def _report(path: Path) -> list[dict]:
 
 
 def _two_scenes(first: int = 8, second: int = 8) -> list[np.ndarray]:
-    """A bright scene, then a cut to a dark one (the bundled router calls it low light)."""
-    return scene_frames(first, 32, 48, seed=0) + scene_frames(second, 32, 48, seed=5, brightness=0.25)
+    """A bright scene, then a cut to an underexposed one (mean luma 0.035, as real low-light shots
+    are: the bundled router calls it low light; a dark but normally exposed one it does not)."""
+    return scene_frames(first, 32, 48, seed=0) + scene_frames(second, 32, 48, seed=5, brightness=0.06)
 
 
 # ---- recognised by content -------------------------------------------------------------------

@@ -124,12 +124,16 @@ def test_tiles_agree_with_the_whole_image_bundled_weights(bundled, kind):
     tiled = bundled.restore(image, task="low_light", tile=96, tile_overlap=32)
     assert tiled.tiles == 6 and tiled.experts_used == whole.experts_used == ["low_light"]
     agreement = psnr(tiled.image, whole.image, 255)
-    assert agreement >= 45
+    # 96-pixel tiles of a 150 x 203 image: the weights of 2026-12-08, which deblur with a wider
+    # context than the earlier ones, agree to 37.9 / 40.1 / 76.9 dB (normal / dark / bright; the
+    # 2026-11 weights to >= 45); random weights are held to 45 dB above, the photographs of
+    # docs/deblur.md are measured with 256-pixel tiles.
+    assert agreement >= 36
     if kind == "dark":
         # A dark tile's own channel means are far from the whole image's: alone, tiles disagree
-        # more (38 dB with the weights of this writing, 53 dB with the image's statistics).
+        # far more (24.7 dB with the weights of this writing, 40.1 dB with the image's statistics).
         alone = own_statistics_tiles(bundled.model, image, "low_light", 96, 32)
-        assert psnr(alone, whole.image, 255) < agreement
+        assert psnr(alone, whole.image, 255) < agreement - 10
 
 
 def test_tlc_whole_image_is_the_model_with_tlc_and_tiles_use_the_same_experts(tmp_path):
