@@ -23,25 +23,13 @@ import numpy as np
 import torch
 
 import demoe
-from demoe.data.synthetic import DarkSceneConfig, SynthConfig, load_photo, sharp_image_paths
-from demoe.data.synthetic import camera
-from demoe.data.synthetic.generator import darken, shake_kernel
+from demoe.data.synthetic import SynthConfig, load_photo, sharp_image_paths
+from demoe.data.synthetic.generator import darken, global_motion
 from demoe.imageio import to_float
 
 COLLECTIONS = ("Kodak24", "McMaster")
 CROP, REGION, SEED = 128, 256, 2026
 START = (REGION - CROP) // 2 - 4  # crops start at START + offset, offsets 0..7
-
-
-def global_motion_at_phase_zero(sharp: np.ndarray, rng: np.random.Generator, config: SynthConfig) -> np.ndarray:
-    """`generator.global_motion` with the JPEG grid at (0, 0) of the region."""
-    motion = config.global_motion
-    linear = camera.convolve(camera.srgb_to_linear(sharp), shake_kernel(rng, motion.shake))
-    linear = camera.add_heteroscedastic_noise(
-        linear, rng, rng.uniform(*motion.shot_noise), rng.uniform(*motion.read_noise)
-    )
-    quality = int(rng.integers(motion.jpeg_quality[0], motion.jpeg_quality[1] + 1))
-    return camera.jpeg_compress(camera.linear_to_srgb(linear), quality, (0, 0))
 
 
 @torch.no_grad()
@@ -57,7 +45,7 @@ def verdicts(model: demoe.DeblurUNet, photos: list[Path], dark: bool) -> dict[in
         region = np.ascontiguousarray(photo[top : top + REGION, left : left + REGION])
         if dark:
             region = darken(region, rng, dark_scene)
-        blurry = global_motion_at_phase_zero(region, rng, config)
+        blurry = global_motion(region, rng, config.global_motion, jpeg_phase=(0, 0))
         for offset in range(8):
             crop = blurry[START + offset : START + offset + CROP, START + offset : START + offset + CROP]
             x = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None]

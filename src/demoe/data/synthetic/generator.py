@@ -138,17 +138,21 @@ def shake_kernel(rng: np.random.Generator, shake: ShakeConfig) -> np.ndarray:
     )
 
 
-def global_motion(sharp: np.ndarray, rng: np.random.Generator, config: GlobalMotionConfig) -> np.ndarray:
+def global_motion(
+    sharp: np.ndarray, rng: np.random.Generator, config: GlobalMotionConfig, jpeg_phase: tuple[int, int] | None = None
+) -> np.ndarray:
     """Camera shake over a long exposure (RealBlur-like): the linear image convolved with a
-    random shake PSF, mild Poisson-Gaussian noise, sRGB encoding, JPEG compression."""
+    random shake PSF, mild Poisson-Gaussian noise, sRGB encoding, JPEG compression (at
+    `jpeg_phase` in the block grid, `camera.jpeg_compress`; None = drawn)."""
     kernel = shake_kernel(rng, config.shake)
     linear = camera.convolve(camera.srgb_to_linear(sharp), kernel)
     linear = camera.add_heteroscedastic_noise(
         linear, rng, _uniform(rng, config.shot_noise), _uniform(rng, config.read_noise)
     )
     quality = _integer(rng, config.jpeg_quality)
-    phase = rng.integers(0, camera.JPEG_MCU_PX, size=2)  # where the crop sits in the JPEG's block grid
-    return camera.jpeg_compress(camera.linear_to_srgb(linear), quality, tuple(phase))
+    if jpeg_phase is None:  # where the crop sits in the JPEG's block grid: drawn
+        jpeg_phase = tuple(rng.integers(0, camera.JPEG_MCU_PX, size=2))
+    return camera.jpeg_compress(camera.linear_to_srgb(linear), quality, jpeg_phase)
 
 
 def synth_global_motion(sharp: np.ndarray, rng: np.random.Generator, config: SynthGlobalMotionConfig) -> np.ndarray:
